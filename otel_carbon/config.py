@@ -1,0 +1,166 @@
+"""Environment variables: every name, its default and its parser live here.
+
+Bad values never raise: :func:`env_float` and friends log one warning that names the
+variable and the expected form, and return the documented default. Code arguments are
+validated by the callers (they raise ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Optional, TypeVar
+
+from otel_carbon._log import warn_once
+
+_logger = logging.getLogger("otel_carbon")
+T = TypeVar("T")
+
+# Sensors
+OTEL_CARBON_POWERCAP_ROOT = "OTEL_CARBON_POWERCAP_ROOT"
+"""Root of the powercap sysfs tree (default ``/sys/class/powercap``)."""
+OTEL_CARBON_NVML = "OTEL_CARBON_NVML"
+"""``auto`` (default): use NVIDIA GPUs when NVML loads; ``off``: never load NVML."""
+OTEL_CARBON_CPU_TDP_W = "OTEL_CARBON_CPU_TDP_W"
+"""CPU package TDP in watts for the TDP curve model (overrides the bundled table)."""
+OTEL_CARBON_CPU_MODEL = "OTEL_CARBON_CPU_MODEL"
+"""``auto`` (default), ``ccf`` (per-vCPU min/max watts) or ``tdp`` (TDP curve)."""
+OTEL_CARBON_POWER_W = "OTEL_CARBON_POWER_W"
+"""A constant host power draw in watts; replaces every CPU/memory sensor."""
+OTEL_CARBON_IDLE_POWER_W = "OTEL_CARBON_IDLE_POWER_W"
+"""Static (idle) host power in watts, for measured counters (default: 0, see README)."""
+OTEL_CARBON_IDLE_POLICY = "OTEL_CARBON_IDLE_POLICY"
+"""``none`` (default): idle energy is reported, not put on spans; ``cpu``: spans also
+carry a share of idle energy (``carbon.energy.idle``) in proportion to their CPU time."""
+
+# Sampler and processor
+OTEL_CARBON_SAMPLE_INTERVAL = "OTEL_CARBON_SAMPLE_INTERVAL"
+"""Seconds between sampler ticks (default 0.1)."""
+OTEL_CARBON_MAX_OPEN_SPANS = "OTEL_CARBON_MAX_OPEN_SPANS"
+"""Most spans tracked while open, per processor (default 100000); older ones are dropped."""
+
+DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
+DEFAULT_SAMPLE_INTERVAL_S = 0.1
+DEFAULT_MAX_OPEN_SPANS = 100_000
+
+
+def _env(name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except (ValueError, TypeError):
+        warn_once(
+            _logger,
+            f"env:{name}",
+            "%s=%r is invalid: expected %s; using the default %r",
+            name,
+            raw,
+            expected,
+            default,
+        )
+        return default
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(raw)
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not (value >= 0 and value < float("inf")):
+        raise ValueError(raw)
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(raw)
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def env_positive_float(name: str, default: Optional[float]) -> Optional[float]:
+    return _env(name, default, _positive_float, "a number > 0")
+
+
+def env_non_negative_float(name: str, default: Optional[float]) -> Optional[float]:
+    return _env(name, default, _non_negative_float, "a number >= 0")
+
+
+def env_positive_int(name: str, default: int) -> int:
+    return _env(name, default, _positive_int, "a whole number > 0")
+
+
+def env_choice(name: str, default: str, *choices: str) -> str:
+    return _env(name, default, _choice(*choices), "one of " + ", ".join(choices))
+
+
+def env_str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return raw.strip() if raw and raw.strip() else default
+
+
+def sample_interval_s() -> float:
+    value = env_positive_float(OTEL_CARBON_SAMPLE_INTERVAL, DEFAULT_SAMPLE_INTERVAL_S)
+    assert value is not None
+    return value
+
+
+def powercap_root() -> str:
+    return env_str(OTEL_CARBON_POWERCAP_ROOT, DEFAULT_POWERCAP_ROOT)
+
+
+def idle_policy() -> str:
+    return env_choice(OTEL_CARBON_IDLE_POLICY, "none", "none", "cpu")
+
+
+def max_open_spans() -> int:
+    return env_positive_int(OTEL_CARBON_MAX_OPEN_SPANS, DEFAULT_MAX_OPEN_SPANS)
+
+
+# -- Carbon intensity (appended by the intensity module; see otel_carbon/intensity/) --------
+OTEL_CARBON_INTENSITY = "OTEL_CARBON_INTENSITY"
+"""A fixed grid intensity in g CO2e/kWh (number >= 0); beats every location setting."""
+OTEL_CARBON_REGION = "OTEL_CARBON_REGION"
+"""Sub-national region of the bundled table: ``US-CA``, ``CA-QC``, ``CN-GD``, ``SE3``..."""
+OTEL_CARBON_COUNTRY = "OTEL_CARBON_COUNTRY"
+"""Country as ISO 3166 alpha-2 or alpha-3 code, case-insensitive (``FR``, ``fra``)."""
+OTEL_CARBON_PUE = "OTEL_CARBON_PUE"
+"""Power Usage Effectiveness (number >= 1) applied to every zone; default: the cloud
+provider's average for cloud regions, 1.0 elsewhere."""
+OTEL_CARBON_INTENSITY_PROVIDER = "OTEL_CARBON_INTENSITY_PROVIDER"
+"""Live intensity: ``none`` (default, no network), ``electricitymaps``, ``watttime``, ``uk``."""
+OTEL_CARBON_INTENSITY_PROVIDER_URL = "OTEL_CARBON_INTENSITY_PROVIDER_URL"
+"""Base URL of the live provider's API (default: the provider's public endpoint)."""
+OTEL_CARBON_INTENSITY_REFRESH = "OTEL_CARBON_INTENSITY_REFRESH"
+"""Seconds between live refreshes (default per provider: 600 Electricity Maps, 300 WattTime,
+900 UK)."""
+OTEL_CARBON_INTENSITY_TIMEOUT = "OTEL_CARBON_INTENSITY_TIMEOUT"
+"""Seconds before a live request is abandoned (default 5)."""
+OTEL_CARBON_ELECTRICITYMAPS_TOKEN = "OTEL_CARBON_ELECTRICITYMAPS_TOKEN"
+"""Electricity Maps API key (sent as the ``auth-token`` header; never logged)."""
+OTEL_CARBON_ELECTRICITYMAPS_ZONE = "OTEL_CARBON_ELECTRICITYMAPS_ZONE"
+"""Electricity Maps zone (``DE``, ``US-CAL-CISO``); default: the resolved country's alpha-2."""
+OTEL_CARBON_WATTTIME_USERNAME = "OTEL_CARBON_WATTTIME_USERNAME"
+"""WattTime account name (HTTP basic auth on ``/login``; never logged)."""
+OTEL_CARBON_WATTTIME_PASSWORD = "OTEL_CARBON_WATTTIME_PASSWORD"
+"""WattTime password (never logged)."""
+OTEL_CARBON_WATTTIME_REGION = "OTEL_CARBON_WATTTIME_REGION"
+"""WattTime grid region (``CAISO_NORTH``); required with the ``watttime`` provider."""
+
+DEFAULT_INTENSITY_TIMEOUT_S = 5.0

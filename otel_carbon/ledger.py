@@ -1,0 +1,280 @@
+"""The energy ledger: a bounded history of sampler ticks with running totals.
+
+Every :class:`Tick` carries *cumulative* figures since the sampler started, so the energy
+of any window is a difference of two ticks: a span keeps a reference to the tick current
+at its start, and at its end pays for ``[start tick, latest tick]`` in O(1), however long
+it ran. The history (a ring of ``capacity`` ticks) is only needed for :meth:`Ledger.window`
+queries at arbitrary times.
+
+Active and idle energy (the split this package makes, documented in the README):
+
+* Each component (``cpu``, ``memory``) has an idle power ``idle_power_w`` from its sensor:
+  the model's static term, ``OTEL_CARBON_IDLE_POWER_W`` for measured counters, else 0.
+* Per tick interval, ``idle = min(energy, idle_power_w * dt)`` and ``active = energy - idle``.
+* Active energy is work. Its *price* is active joules per busy host CPU-second
+  (``active / busy``) -- host-wide, so processes on one host split the host's energy
+  consistently without talking to each other. Idle energy is never folded into a
+  component's active figure; it has its own price per busy CPU-second for the ``cpu``
+  idle policy.
+* Prices are taken over a trailing window of at least :data:`PRICE_WINDOW_NS` so the 10 ms
+  granularity of ``/proc/stat`` does not swing them.
+* The process is *charged* ``process CPU-seconds x price`` each interval; conservation
+  (spans + unattributed = charged) is checked against ``charged_j``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Sequence, Tuple
+
+from otel_carbon.intensity import Intensity
+
+PRICE_WINDOW_NS = 1_000_000_000
+MAX_PRICE_WINDOW_NS = 10 * PRICE_WINDOW_NS  # an idle host looks back at most this far
+MIN_PRICE_BUSY_S = 1e-3  # below this much busy CPU time a window's price is not trusted
+
+
+class Tick:
+    """One sampler reading with cumulative totals. Immutable once appended."""
+
+    __slots__ = (
+        "t_ns",
+        "energy_j",
+        "active_j",
+        "idle_j",
+        "busy_s",
+        "total_s",
+        "proc_cpu_s",
+        "price_j_per_cpu_s",
+        "idle_price_j_per_cpu_s",
+        "charged_j",
+        "gpu_proc_j",
+        "gpu_per_span_j",
+        "gpu_per_span_w",
+        "gpu_unattributed_j",
+        "intensity",
+        "method",
+    )
+
+    def __init__(
+        self,
+        t_ns: int,
+        energy_j: Tuple[float, ...],
+        active_j: Tuple[float, ...],
+        idle_j: Tuple[float, ...],
+        busy_s: float,
+        total_s: float,
+        proc_cpu_s: float,
+        price_j_per_cpu_s: Tuple[float, ...],
+        idle_price_j_per_cpu_s: float,
+        charged_j: float,
+        gpu_proc_j: float,
+        gpu_per_span_j: float,
+        gpu_per_span_w: float,
+        gpu_unattributed_j: float,
+        intensity: Intensity,
+        method: str,
+    ) -> None:
+        self.t_ns = t_ns
+        self.energy_j = energy_j
+        self.active_j = active_j
+        self.idle_j = idle_j
+        self.busy_s = busy_s
+        self.total_s = total_s
+        self.proc_cpu_s = proc_cpu_s
+        self.price_j_per_cpu_s = price_j_per_cpu_s
+        self.idle_price_j_per_cpu_s = idle_price_j_per_cpu_s
+        self.charged_j = charged_j
+        self.gpu_proc_j = gpu_proc_j
+        self.gpu_per_span_j = gpu_per_span_j
+        self.gpu_per_span_w = gpu_per_span_w
+        self.gpu_unattributed_j = gpu_unattributed_j
+        self.intensity = intensity
+        self.method = method
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the ledger knows about ``[t0, t1]`` (see :meth:`Ledger.window`)."""
+
+    t0_ns: int
+    t1_ns: int
+    energy_j: Dict[str, float]  # per component, total (active + idle)
+    active_j: Dict[str, float]
+    idle_j: Dict[str, float]
+    busy_s: float  # host busy CPU-seconds
+    proc_cpu_s: float  # this process's CPU-seconds
+    charged_j: float  # active energy charged to this process
+    gpu_proc_j: float  # this process's GPU energy
+
+    @property
+    def duration_s(self) -> float:
+        return (self.t1_ns - self.t0_ns) / 1e9
+
+    @property
+    def price_j_per_cpu_s(self) -> float:
+        """Active joules (all components) per busy host CPU-second."""
+        return sum(self.active_j.values()) / self.busy_s if self.busy_s > 0 else 0.0
+
+    @property
+    def idle_power_w(self) -> float:
+        return sum(self.idle_j.values()) / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def process_share(self) -> float:
+        """This process's share of the host's busy CPU time."""
+        return min(self.proc_cpu_s / self.busy_s, 1.0) if self.busy_s > 0 else 0.0
+
+
+# Fields that are cumulative (interpolated in windows), by kind.
+_SCALARS = ("busy_s", "total_s", "proc_cpu_s", "charged_j", "gpu_proc_j")
+_VECTORS = ("energy_j", "active_j", "idle_j")
+
+
+class Ledger:
+    """Bounded ring of ticks; appended by the sampler thread only, read from anywhere."""
+
+    def __init__(self, components: Sequence[str], idle_power_w: Sequence[float], capacity: int = 3000) -> None:
+        if capacity < 2:
+            raise ValueError(f"capacity must be >= 2 ticks, got {capacity!r}")
+        if len(components) != len(idle_power_w):
+            raise ValueError("idle_power_w must give one value per component")
+        self.components: Tuple[str, ...] = tuple(components)
+        self.idle_power_w: Tuple[float, ...] = tuple(float(w) for w in idle_power_w)
+        self._ticks: Deque[Tick] = deque(maxlen=capacity)
+        self._times: Deque[int] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        #: the newest tick, read without a lock on the span path (None until the first)
+        self.latest: Optional[Tick] = None
+
+    # -- writing (sampler thread) ---------------------------------------------------------
+
+    def append_reading(
+        self,
+        t_ns: int,
+        energy_j: Sequence[float],
+        busy_s: float,
+        total_s: float,
+        proc_cpu_s: float,
+        gpu_proc_j: float,
+        active_spans: int,
+        intensity: Intensity,
+        method: str,
+    ) -> Tick:
+        """Turn one reading of cumulative counters into a tick with running totals."""
+        prev = self.latest
+        n = len(self.components)
+        energy = tuple(float(e) for e in energy_j)
+        if prev is None:
+            zeros = (0.0,) * n
+            tick = Tick(t_ns, energy, zeros, zeros, busy_s, total_s, proc_cpu_s, zeros, 0.0, 0.0, gpu_proc_j, 0.0, 0.0, 0.0, intensity, method)
+        else:
+            dt_s = max((t_ns - prev.t_ns) / 1e9, 0.0)
+            d_busy = max(busy_s - prev.busy_s, 0.0)
+            active = list(prev.active_j)
+            idle = list(prev.idle_j)
+            for i in range(n):
+                d_e = max(energy[i] - prev.energy_j[i], 0.0)
+                d_idle = min(d_e, self.idle_power_w[i] * dt_s)
+                idle[i] += d_idle
+                active[i] += d_e - d_idle
+            busy_s = prev.busy_s + d_busy  # monotonic even if /proc/stat stutters
+            price, idle_price = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
+            d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)
+            charged = prev.charged_j + d_proc * sum(price)
+            d_gpu = max(gpu_proc_j - prev.gpu_proc_j, 0.0)
+            if active_spans > 0:
+                per_span = prev.gpu_per_span_j + d_gpu / active_spans
+                per_span_w = d_gpu / active_spans / dt_s if dt_s > 0 else prev.gpu_per_span_w
+                unattributed = prev.gpu_unattributed_j
+            else:
+                per_span, per_span_w = prev.gpu_per_span_j, 0.0
+                unattributed = prev.gpu_unattributed_j + d_gpu
+            tick = Tick(
+                t_ns, energy, tuple(active), tuple(idle), busy_s, total_s, max(proc_cpu_s, prev.proc_cpu_s),
+                price, idle_price, charged, max(gpu_proc_j, prev.gpu_proc_j), per_span, per_span_w, unattributed,
+                intensity, method,
+            )
+        with self._lock:
+            self._ticks.append(tick)
+            self._times.append(t_ns)
+        self.latest = tick
+        return tick
+
+    def _trailing_prices(
+        self, t_ns: int, active: Tuple[float, ...], idle: Tuple[float, ...], busy_s: float, prev: Tick
+    ) -> Tuple[Tuple[float, ...], float]:
+        """Prices over the shortest trailing window of >= PRICE_WINDOW_NS and enough busy time."""
+        base = prev
+        with self._lock:
+            for tick in reversed(self._ticks):
+                base = tick
+                age_ns = t_ns - tick.t_ns
+                if age_ns >= PRICE_WINDOW_NS and busy_s - tick.busy_s >= MIN_PRICE_BUSY_S:
+                    break
+                if age_ns >= MAX_PRICE_WINDOW_NS:
+                    break
+        d_busy = busy_s - base.busy_s
+        if d_busy < MIN_PRICE_BUSY_S:
+            return prev.price_j_per_cpu_s, prev.idle_price_j_per_cpu_s
+        price = tuple((a - b) / d_busy for a, b in zip(active, base.active_j))
+        idle_price = (sum(idle) - sum(base.idle_j)) / d_busy
+        return price, idle_price
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def ticks(self) -> List[Tick]:
+        with self._lock:
+            return list(self._ticks)
+
+    def _at(self, t_ns: int, ticks: List[Tick], times: List[int]) -> Dict[str, object]:
+        """Cumulative values at ``t_ns``: interpolated between ticks, extrapolated after."""
+        if t_ns <= times[0]:
+            lo = hi = ticks[0]
+            frac = 0.0
+        elif t_ns >= times[-1]:
+            lo, hi = (ticks[-2], ticks[-1]) if len(ticks) > 1 else (ticks[-1], ticks[-1])
+            span = hi.t_ns - lo.t_ns
+            frac = (t_ns - lo.t_ns) / span if span > 0 else 1.0
+        else:
+            i = bisect.bisect_right(times, t_ns)
+            lo, hi = ticks[i - 1], ticks[i]
+            frac = (t_ns - lo.t_ns) / (hi.t_ns - lo.t_ns)
+        out: Dict[str, object] = {}
+        for name in _SCALARS:
+            a, b = getattr(lo, name), getattr(hi, name)
+            out[name] = a + (b - a) * frac
+        for name in _VECTORS:
+            out[name] = tuple(a + (b - a) * frac for a, b in zip(getattr(lo, name), getattr(hi, name)))
+        return out
+
+    def window(self, t0_ns: int, t1_ns: int) -> Optional[Window]:
+        """Energy, prices and shares over ``[t0_ns, t1_ns]`` (monotonic ns), or None when the
+        ledger is empty. Times before the oldest kept tick clamp to it; times after the latest
+        extrapolate with the latest interval's rates."""
+        if t1_ns < t0_ns:
+            raise ValueError(f"t1_ns must be >= t0_ns, got {t0_ns} > {t1_ns}")
+        with self._lock:
+            ticks = list(self._ticks)
+            times = list(self._times)
+        if not ticks:
+            return None
+        a, b = self._at(t0_ns, ticks, times), self._at(t1_ns, ticks, times)
+
+        def diff(name: str) -> Dict[str, float]:
+            return {c: max(y - x, 0.0) for c, x, y in zip(self.components, a[name], b[name])}  # type: ignore[arg-type]
+
+        return Window(
+            t0_ns,
+            t1_ns,
+            energy_j=diff("energy_j"),
+            active_j=diff("active_j"),
+            idle_j=diff("idle_j"),
+            busy_s=max(b["busy_s"] - a["busy_s"], 0.0),  # type: ignore[operator]
+            proc_cpu_s=max(b["proc_cpu_s"] - a["proc_cpu_s"], 0.0),  # type: ignore[operator]
+            charged_j=max(b["charged_j"] - a["charged_j"], 0.0),  # type: ignore[operator]
+            gpu_proc_j=max(b["gpu_proc_j"] - a["gpu_proc_j"], 0.0),  # type: ignore[operator]
+        )
