@@ -137,13 +137,26 @@ _VECTORS = ("energy_j", "active_j", "idle_j")
 class Ledger:
     """Bounded ring of ticks; appended by the sampler thread only, read from anywhere."""
 
-    def __init__(self, components: Sequence[str], idle_power_w: Sequence[float], capacity: int = 3000) -> None:
+    def __init__(
+        self,
+        components: Sequence[str],
+        idle_power_w: Sequence[float],
+        capacity: int = 3000,
+        nominal_price_j_per_cpu_s: Optional[Sequence[float]] = None,
+    ) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2 ticks, got {capacity!r}")
         if len(components) != len(idle_power_w):
             raise ValueError("idle_power_w must give one value per component")
         self.components: Tuple[str, ...] = tuple(components)
         self.idle_power_w: Tuple[float, ...] = tuple(float(w) for w in idle_power_w)
+        #: prices used until the ledger has seen enough busy CPU time to measure them
+        #: (a model knows its own; a counter starts at 0)
+        self.nominal_price_j_per_cpu_s: Tuple[float, ...] = tuple(
+            float(p) for p in (nominal_price_j_per_cpu_s or (0.0,) * len(self.components))
+        )
+        if len(self.nominal_price_j_per_cpu_s) != len(self.components):
+            raise ValueError("nominal_price_j_per_cpu_s must give one value per component")
         self._ticks: Deque[Tick] = deque(maxlen=capacity)
         self._times: Deque[int] = deque(maxlen=capacity)
         self._lock = threading.Lock()
@@ -170,7 +183,8 @@ class Ledger:
         energy = tuple(float(e) for e in energy_j)
         if prev is None:
             zeros = (0.0,) * n
-            tick = Tick(t_ns, energy, zeros, zeros, busy_s, total_s, proc_cpu_s, zeros, 0.0, 0.0, gpu_proc_j, 0.0, 0.0, 0.0, intensity, method)
+            price0 = self.nominal_price_j_per_cpu_s
+            tick = Tick(t_ns, energy, zeros, zeros, busy_s, total_s, proc_cpu_s, price0, 0.0, 0.0, gpu_proc_j, 0.0, 0.0, 0.0, intensity, method)
         else:
             dt_s = max((t_ns - prev.t_ns) / 1e9, 0.0)
             d_busy = max(busy_s - prev.busy_s, 0.0)
@@ -179,8 +193,11 @@ class Ledger:
             for i in range(n):
                 d_e = max(energy[i] - prev.energy_j[i], 0.0)
                 d_idle = min(d_e, self.idle_power_w[i] * dt_s)
+                d_active = d_e - d_idle
+                if d_active < 1e-9 * d_e:  # float noise of an all-static component
+                    d_active, d_idle = 0.0, d_e
                 idle[i] += d_idle
-                active[i] += d_e - d_idle
+                active[i] += d_active
             busy_s = prev.busy_s + d_busy  # monotonic even if /proc/stat stutters
             price, idle_price = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
             d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)

@@ -31,7 +31,7 @@ import psutil
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, UNAVAILABLE
-from otel_carbon.intensity import Intensity, resolve_intensity
+from otel_carbon.intensity import IntensitySource, intensity_source
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.probe import Probe, get_probe
@@ -40,23 +40,6 @@ _logger = logging.getLogger("otel_carbon")
 
 MAX_PAIR_NS = 5_000_000  # a reading whose parts were more than 5 ms apart is dropped
 STALE_TICKS = 10  # a ledger older than this many intervals (and >= 1 s) is stale
-
-
-class _StaticIntensity:
-    def __init__(self, value: Intensity) -> None:
-        self._value = value
-
-    def current(self) -> Intensity:
-        return self._value
-
-
-def _default_intensity_source() -> "_StaticIntensity":
-    try:
-        from otel_carbon.intensity import intensity_source  # type: ignore[attr-defined]
-
-        return intensity_source()  # type: ignore[no-any-return]
-    except ImportError:
-        return _StaticIntensity(resolve_intensity())
 
 
 def host_cpu_seconds() -> "tuple[float, float]":
@@ -78,7 +61,7 @@ class Sampler:
         self,
         probe: Probe,
         interval_s: Optional[float] = None,
-        intensity_source: Optional[object] = None,
+        intensity: Optional[IntensitySource] = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if interval_s is None:
@@ -90,7 +73,8 @@ class Sampler:
         self.sensors = [s for s in probe.sensors if s.component != "gpu"]
         safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
         self.interval_s = float(min([interval_s, *safe]))
-        self._intensity = intensity_source if intensity_source is not None else _default_intensity_source()
+        self._intensity_given = intensity is not None
+        self._intensity = intensity if intensity is not None else intensity_source()
         self._clock_ns = clock_ns
         self._pid = os.getpid()
         self._n_cpus = psutil.cpu_count(logical=True) or 1
@@ -105,7 +89,11 @@ class Sampler:
         self.ledger = self._new_ledger()
 
     def _new_ledger(self) -> Ledger:
-        return Ledger([s.component for s in self.sensors], [s.idle_power_w for s in self.sensors])
+        return Ledger(
+            [s.component for s in self.sensors],
+            [s.idle_power_w for s in self.sensors],
+            nominal_price_j_per_cpu_s=[getattr(s, "nominal_price_j_per_cpu_s", 0.0) for s in self.sensors],
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -119,9 +107,28 @@ class Sampler:
             self._thread.start()
         return self
 
+    def use_resource(self, resource_attributes: Dict[str, object]) -> None:
+        """Resolve the intensity again with the tracer provider's Resource (cloud.provider,
+        cloud.region), unless an intensity source was given explicitly. Called once, with
+        the first span's resource."""
+        if self._intensity_given or not any(k.startswith("cloud.") for k in resource_attributes):
+            return
+        try:
+            new = intensity_source(resource_attributes)
+        except Exception as exc:  # noqa: BLE001
+            warn_once(_logger, "use-resource", "otel_carbon: resource-based intensity failed: %r", exc)
+            return
+        old, self._intensity = self._intensity, new
+        self._intensity_given = True
+        old.shutdown()
+
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Stop the thread; True when it ended within ``timeout_s``. Safe to call twice."""
         self._stop.set()
+        try:
+            self._intensity.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
         thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True
@@ -151,13 +158,12 @@ class Sampler:
 
     def register_span_counter(self, counter: Callable[[], int]) -> None:
         """``counter()`` gives how many spans are open now (for splitting GPU energy)."""
-        with self._lock:
-            self._span_counters.append(counter)
+        with self._lock:  # copy on write: the tick reads the list without a lock
+            self._span_counters = [*self._span_counters, counter]
 
     def unregister_span_counter(self, counter: Callable[[], int]) -> None:
         with self._lock:
-            if counter in self._span_counters:
-                self._span_counters.remove(counter)
+            self._span_counters = [c for c in self._span_counters if c is not counter]
 
     def stale(self, tick: Optional[Tick], now_ns: int) -> bool:
         if tick is None:
@@ -211,10 +217,8 @@ class Sampler:
             energy.append(value)
         if self.gpus:
             methods.add(MEASURED if gpu_ok else UNAVAILABLE)
-        with self._lock:
-            counters = list(self._span_counters)
         active = 0
-        for counter in counters:
+        for counter in self._span_counters:
             try:
                 active += int(counter())
             except Exception:  # noqa: BLE001

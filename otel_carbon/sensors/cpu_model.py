@@ -94,6 +94,15 @@ class CpuModelSensor:
             return self.n_vcpus * self.min_w_per_vcpu
         return self.tdp_w * TEADS_TDP_FRACTION[0]
 
+    @property
+    def nominal_price_j_per_cpu_s(self) -> float:
+        """Active joules per busy CPU-second before the ledger has measured it: exact for
+        the ccf line; the slope of the first curve segment for tdp (low load)."""
+        if self.curve == "ccf":
+            return self.max_w_per_vcpu - self.min_w_per_vcpu
+        slope_per_load = (TEADS_TDP_FRACTION[1] - TEADS_TDP_FRACTION[0]) / (TEADS_LOAD_PCT[1] / 100.0)
+        return self.tdp_w * slope_per_load / self.n_vcpus
+
     def energy_j(self, dt_s: float, busy_s: float, total_s: float, n_cpus: int) -> float:
         if self.curve == "ccf":
             return self.n_vcpus * self.min_w_per_vcpu * dt_s + (self.max_w_per_vcpu - self.min_w_per_vcpu) * busy_s

@@ -1,0 +1,221 @@
+"""CPU time of the work that belongs to a span: per thread, or per asyncio task.
+
+* **Threads.** ``time.thread_time_ns()`` at span start and end (a system call, ~0.5 us).
+  Nested spans on one thread: the parent includes its children.
+* **asyncio.** Many spans interleave on one thread, so the thread clock over a span's window
+  counts other tasks' work too. Instead each task keeps a :class:`TaskMeter` that adds up the
+  CPU time of that task's *steps*, timed only while a span is open in the task. Two hooks
+  feed it, both installed by :func:`install`:
+
+  - the default event loop runs every callback through ``asyncio.Handle._run``; a wrapper
+    times the step when the handle's context holds a meter *owned by that context*. A child
+    task copies its parent's context (and so sees the parent's meter) but has a different
+    context object, so its work is never charged to the parent.
+  - loops that do not use ``asyncio.Handle`` (uvloop) get, the first time a span starts in
+    one, a task factory that wraps each new task's coroutine and times its ``send`` /
+    ``throw`` calls the same way. Tasks created before that (including the one that started
+    the first span) fall back to the thread clock, and say so (``carbon.cpu.clock=thread``).
+
+* **A span ended on another thread** than it started on is charged the CPU time of the
+  thread that started it, read through that thread's CPU clock
+  (``pthread_getcpuclockid``); if that thread is gone, ``carbon.cpu.clock=none`` and 0 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.events
+import collections.abc
+import contextvars
+import threading
+import time
+from typing import Any, Optional
+
+thread_time_ns = time.thread_time_ns
+get_ident = threading.get_ident
+
+
+class TaskMeter:
+    """Cumulative CPU nanoseconds of one task's steps (while spans are open in it)."""
+
+    __slots__ = ("owner", "acc_ns", "step_t0_ns", "in_step", "open_spans")
+
+    def __init__(self, owner: object) -> None:
+        self.owner = owner
+        self.acc_ns = 0
+        self.step_t0_ns = 0
+        self.in_step = False
+        self.open_spans = 0
+
+    def now_ns(self) -> int:
+        if self.in_step:
+            return self.acc_ns + thread_time_ns() - self.step_t0_ns
+        return self.acc_ns
+
+
+_METER: "contextvars.ContextVar[Optional[TaskMeter]]" = contextvars.ContextVar("otel_carbon_task_meter", default=None)
+
+
+class _Local(threading.local):
+    owner: Optional[object] = None  # the context / coroutine wrapper whose step runs now
+
+
+_tls = _Local()
+
+
+def current_owner() -> Optional[object]:
+    """The task step running on this thread (a ``Context`` or a wrapper), else None."""
+    return _tls.owner
+
+
+def meter_for_span() -> Optional[TaskMeter]:
+    """The running task's meter with one more open span (created and bound if needed).
+
+    Returns None outside a timed task step: the caller then uses the thread clock.
+    """
+    owner = _tls.owner
+    if owner is None:
+        return None
+    meter = _METER.get()
+    if meter is None or meter.owner is not owner:
+        meter = TaskMeter(owner)
+        _METER.set(meter)
+    if not meter.in_step:  # first open span: start timing the rest of this step
+        meter.step_t0_ns = thread_time_ns()
+        meter.in_step = True
+    meter.open_spans += 1
+    return meter
+
+
+def _begin(owner: object, meter: Optional[TaskMeter]) -> None:
+    if meter is not None and meter.owner is owner and meter.open_spans > 0:
+        meter.step_t0_ns = thread_time_ns()
+        meter.in_step = True
+
+
+def _finish(owner: object, meter: Optional[TaskMeter]) -> None:
+    if meter is not None and meter.in_step and meter.owner is owner:
+        meter.acc_ns += thread_time_ns() - meter.step_t0_ns
+        meter.in_step = False
+
+
+# -- default loop: asyncio.Handle._run ---------------------------------------------------
+
+_original_handle_run: Any = None
+_install_lock = threading.Lock()
+
+
+def _timed_handle_run(self: asyncio.events.Handle) -> None:
+    ctx = self._context  # type: ignore[attr-defined]
+    tls = _tls
+    previous = tls.owner
+    tls.owner = ctx
+    _begin(ctx, ctx.get(_METER))
+    try:
+        _original_handle_run(self)
+    finally:
+        _finish(ctx, ctx.get(_METER))
+        tls.owner = previous
+
+
+def install() -> None:
+    """Install the Handle hook once per process (idempotent)."""
+    global _original_handle_run
+    with _install_lock:
+        if _original_handle_run is None:
+            _original_handle_run = asyncio.events.Handle._run
+            asyncio.events.Handle._run = _timed_handle_run  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    global _original_handle_run
+    with _install_lock:
+        if _original_handle_run is not None:
+            asyncio.events.Handle._run = _original_handle_run  # type: ignore[method-assign]
+            _original_handle_run = None
+
+
+# -- other loops (uvloop): a task factory that times coroutine steps ---------------------
+
+
+class _TimedCoroutine(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """Wraps a task's coroutine; each ``send``/``throw`` is one timed step of that task."""
+
+    __slots__ = ("_coro",)
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+
+    def send(self, value: Any) -> Any:
+        tls = _tls
+        previous = tls.owner
+        tls.owner = self
+        _begin(self, _METER.get())
+        try:
+            return self._coro.send(value)
+        finally:
+            _finish(self, _METER.get())
+            tls.owner = previous
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        tls = _tls
+        previous = tls.owner
+        tls.owner = self
+        _begin(self, _METER.get())
+        try:
+            if val is None and tb is None:
+                return self._coro.throw(typ)
+            return self._coro.throw(typ, val, tb)
+        finally:
+            _finish(self, _METER.get())
+            tls.owner = previous
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def __getattr__(self, name: str) -> Any:  # cr_frame, cr_code, __name__ ... for debuggers
+        return getattr(self._coro, name)
+
+    def __repr__(self) -> str:
+        return repr(self._coro)
+
+
+def _timed_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> "asyncio.Task[Any]":
+    if asyncio.iscoroutine(coro) and not isinstance(coro, _TimedCoroutine):
+        coro = _TimedCoroutine(coro)
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def ensure_task_timing(loop: Optional[asyncio.AbstractEventLoop]) -> bool:
+    """On a loop the Handle hook does not cover, install the timing task factory if the loop
+    has none. Returns whether tasks created from now on will be timed."""
+    if loop is None:
+        return False
+    try:
+        factory = loop.get_task_factory()
+        if factory is None:
+            loop.set_task_factory(_timed_task_factory)  # type: ignore[arg-type]
+            return True
+        return factory is _timed_task_factory
+    except Exception:  # noqa: BLE001 - a foreign loop may not support factories
+        return False
+
+
+running_loop = asyncio.events._get_running_loop
+
+
+def other_thread_cpu_ns(thread_ident: int) -> Optional[int]:
+    """CPU time of another live thread of this process, or None (thread gone, no support)."""
+    try:
+        return time.clock_gettime_ns(time.pthread_getcpuclockid(thread_ident))
+    except (OSError, AttributeError, ValueError, OverflowError):
+        return None

@@ -1,0 +1,317 @@
+"""CarbonSpanProcessor: energy and CO2e on every span.
+
+How figures reach the exporters (the SDK makes spans read-only before ``on_end``):
+
+* **Drop-in** -- ``provider.add_span_processor(CarbonSpanProcessor())``, in any order
+  relative to the exporting processors. The SDK (>= 1.40) calls ``_on_ending`` on *every*
+  processor before it calls ``on_end`` on any of them; there we write our attributes into
+  the span. ``Span.set_attribute`` is dropped at that point (the end time is already set:
+  open-telemetry/opentelemetry-python#5614), so the attributes go into the span's attribute
+  mapping directly, under its lock. This is the one use of SDK internals, guarded: if it
+  ever fails, the span is exported unchanged and we log once.
+* **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
+  the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.
+
+Attribution (see the README and :mod:`otel_carbon.ledger`): a span pays
+``carbon.cpu.time x price`` per component, where the price is the active joules per busy
+host CPU-second over the span's window (or the trailing price of the latest tick for spans
+shorter than the price window); GPU energy is the process's share split among open spans.
+Nothing here reads a sensor or a file: the span path costs two CPU-clock reads, a dict
+insert and pop, and a few float operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_carbon import attributes as A
+from otel_carbon import config
+from otel_carbon._log import warn_once
+from otel_carbon.cpu_clock import (
+    get_ident,
+    install,
+    meter_for_span,
+    other_thread_cpu_ns,
+    running_loop,
+    ensure_task_timing,
+    thread_time_ns,
+)
+from otel_carbon.ledger import PRICE_WINDOW_NS, Tick
+from otel_carbon.sampler import Sampler, get_sampler
+
+_logger = logging.getLogger("otel_carbon")
+_monotonic_ns = time.monotonic_ns
+
+CLOCK_THREAD = "thread"
+CLOCK_TASK = "task"
+CLOCK_OTHER_THREAD = "other_thread"
+CLOCK_NONE = "none"
+
+
+class _Open:
+    """What a span needs at its end: its CPU clock at start and the ledger tick then."""
+
+    __slots__ = ("cpu0_ns", "meter", "tid", "tick")
+
+    def __init__(self, cpu0_ns: int, meter: Any, tid: int, tick: Optional[Tick]) -> None:
+        self.cpu0_ns = cpu0_ns
+        self.meter = meter
+        self.tid = tid
+        self.tick = tick
+
+
+class CarbonSpanProcessor(SpanProcessor):
+    """Attach energy (J) and CO2e (g) to every span; see the module docstring.
+
+    Args:
+        *processors: optional processors to wrap (public-API route); when given, they get an
+            enriched copy of each span in ``on_end``. Without them, add this processor to the
+            provider beside the exporting processors (drop-in route).
+        sampler: the process-wide sampler by default (shared by every processor).
+        idle_policy: ``"none"`` or ``"cpu"``; default ``OTEL_CARBON_IDLE_POLICY``.
+        max_open_spans: most spans tracked while open; the oldest are dropped beyond it
+            (counted in :attr:`dropped_open_spans`). Default ``OTEL_CARBON_MAX_OPEN_SPANS``.
+    """
+
+    def __init__(
+        self,
+        *processors: SpanProcessor,
+        sampler: Optional[Sampler] = None,
+        idle_policy: Optional[str] = None,
+        max_open_spans: Optional[int] = None,
+    ) -> None:
+        for p in processors:
+            if not isinstance(p, SpanProcessor):
+                raise ValueError(f"processors must be SpanProcessor instances, got {type(p).__name__}")
+        if idle_policy is None:
+            idle_policy = config.idle_policy()
+        if idle_policy not in ("none", "cpu"):
+            raise ValueError(f"idle_policy must be 'none' or 'cpu', got {idle_policy!r}")
+        if max_open_spans is None:
+            max_open_spans = config.max_open_spans()
+        if not isinstance(max_open_spans, int) or isinstance(max_open_spans, bool) or max_open_spans < 1:
+            raise ValueError(f"max_open_spans must be an int >= 1, got {max_open_spans!r}")
+        self._wrapped: Tuple[SpanProcessor, ...] = processors
+        self._idle = idle_policy == "cpu"
+        self._max_open = max_open_spans
+        self._open: Dict[int, _Open] = {}
+        # The SDK span object itself in drop-in mode; the ReadableSpan copy that on_end gets
+        # in wrapping mode is another object, so there the key is the span id.
+        self._key = _span_id if processors else id
+        self.dropped_open_spans = 0
+        self._sampler = sampler if sampler is not None else get_sampler()
+        self._layout_for: Any = None
+        self._layout: List[Tuple[str, int]] = []
+        self._has_gpu = False
+        self._resource_seen = False
+        self._shutdown = False
+        self._counter = self._open.__len__
+        self._sampler.register_span_counter(self._counter)
+        install()
+
+    # -- span start -------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        try:
+            meter = meter_for_span()
+            if meter is not None:
+                state = _Open(meter.now_ns(), meter, 0, self._sampler.ledger.latest)
+            else:
+                if running_loop() is not None:
+                    ensure_task_timing(running_loop())
+                state = _Open(thread_time_ns(), None, get_ident(), self._sampler.ledger.latest)
+            opened = self._open
+            opened[self._key(span)] = state
+            if len(opened) > self._max_open:
+                self._drop_oldest()
+            if not self._resource_seen:
+                self._first_resource(span)
+        except Exception as exc:  # noqa: BLE001 - never raise into the application
+            warn_once(_logger, "on_start", "otel_carbon: on_start failed: %r", exc)
+        for p in self._wrapped:
+            p.on_start(span, parent_context=parent_context)
+
+    def _drop_oldest(self) -> None:
+        try:
+            while len(self._open) > self._max_open:
+                oldest = next(iter(self._open))
+                if self._open.pop(oldest, None) is not None:
+                    self.dropped_open_spans += 1
+        except (RuntimeError, StopIteration):  # changed by another thread meanwhile
+            pass
+        warn_once(
+            _logger,
+            "max-open-spans",
+            "otel_carbon: more than %d spans open at once (leaked spans?); the oldest are no "
+            "longer tracked and will be marked carbon.method=unavailable",
+            self._max_open,
+        )
+
+    def _first_resource(self, span: Span) -> None:
+        self._resource_seen = True
+        resource = getattr(span, "resource", None)
+        if resource is not None:
+            self._sampler.use_resource(dict(resource.attributes))
+
+    # -- span end -----------------------------------------------------------------------
+
+    def _on_ending(self, span: Span) -> None:
+        if self._wrapped:
+            for p in self._wrapped:
+                hook = getattr(p, "_on_ending", None)
+                if hook is not None:
+                    hook(span)
+            return
+        try:
+            values = self._figures(span)
+            _write_attributes(span, values)
+        except Exception as exc:  # noqa: BLE001
+            warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._wrapped:
+            return
+        try:
+            enriched = _copy_with(span, self._figures(span))
+        except Exception as exc:  # noqa: BLE001
+            warn_once(_logger, "on_end", "otel_carbon: could not attach carbon attributes: %r", exc)
+            enriched = span
+        for p in self._wrapped:
+            p.on_end(enriched)
+
+    def _figures(self, span: Any) -> Dict[str, Any]:
+        """The carbon attributes for a span that is ending now on this thread."""
+        state = self._open.pop(self._key(span), None)
+        sampler = self._sampler
+        tick = sampler.ledger.latest
+        if state is None or tick is None:
+            return {A.METHOD: A.UNAVAILABLE}
+        meter = state.meter
+        if meter is not None:
+            cpu_ns = meter.now_ns() - state.cpu0_ns
+            meter.open_spans -= 1
+            clock = CLOCK_TASK
+        elif state.tid == get_ident():
+            cpu_ns = thread_time_ns() - state.cpu0_ns
+            clock = CLOCK_THREAD
+        else:
+            now = other_thread_cpu_ns(state.tid)
+            cpu_ns, clock = (now - state.cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
+        cpu_s = max(cpu_ns, 0) / 1e9
+        if self._layout_for is not sampler.ledger:
+            self._refresh_layout()
+        start = state.tick
+        prices = tick.price_j_per_cpu_s
+        idle_price = tick.idle_price_j_per_cpu_s
+        if start is not None and tick.t_ns - start.t_ns >= PRICE_WINDOW_NS:
+            d_busy = tick.busy_s - start.busy_s
+            if d_busy > 1e-3:
+                window = [(b - a) / d_busy for a, b in zip(start.active_j, tick.active_j)]
+                if min(window) >= 0:
+                    prices = window
+                    idle_price = max((sum(tick.idle_j) - sum(start.idle_j)) / d_busy, 0.0)
+        values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
+        total_j = 0.0
+        for name, i in self._layout:
+            energy_j = cpu_s * prices[i]
+            values[name] = energy_j
+            total_j += energy_j
+        if self._has_gpu:
+            gpu_j = self._gpu_j(span, start, tick)
+            values[A.ENERGY_GPU] = gpu_j
+            total_j += gpu_j
+        if self._idle:
+            idle_j = cpu_s * idle_price
+            values[A.ENERGY_IDLE] = idle_j
+            total_j += idle_j
+        intensity = tick.intensity
+        values[A.ENERGY_TOTAL] = total_j
+        values[A.EMISSIONS] = total_j * intensity.pue * intensity.g_per_kwh / A.JOULES_PER_KWH
+        values[A.INTENSITY] = intensity.g_per_kwh
+        values[A.ZONE] = intensity.zone
+        values[A.METHOD] = A.UNAVAILABLE if sampler.stale(tick, _monotonic_ns()) else tick.method
+        return values
+
+    def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
+        """Share of the process's GPU energy: cumulative per-open-span energy between the
+        start and latest ticks, plus the latest per-span power since the latest tick."""
+        since_ns = _monotonic_ns() - tick.t_ns
+        if start is None or start is tick:
+            start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            since_ns = (end_ns - start_ns) if start_ns and end_ns else since_ns
+            return tick.gpu_per_span_w * max(since_ns, 0) / 1e9
+        return max(tick.gpu_per_span_j - start.gpu_per_span_j, 0.0) + tick.gpu_per_span_w * max(since_ns, 0) / 1e9
+
+    def _refresh_layout(self) -> None:
+        """Which per-component attributes this host has: a component is shown when its
+        sensor can have active energy (a static-only model, like memory's, is not)."""
+        sampler = self._sampler
+        names = {A.CPU: A.ENERGY_CPU, A.MEMORY: A.ENERGY_MEMORY}
+        layout = []
+        for i, sensor in enumerate(sampler.sensors):
+            if sensor.idle_power_w < getattr(sensor, "power_w", float("inf")) and sensor.component in names:
+                layout.append((names[sensor.component], i))
+        self._layout = layout
+        self._has_gpu = bool(sampler.gpus)
+        self._layout_for = sampler.ledger
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def open_spans(self) -> int:
+        return len(self._open)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._sampler.unregister_span_counter(self._counter)
+        for p in self._wrapped:
+            p.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        ok = True
+        for p in self._wrapped:
+            left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+            ok = p.force_flush(left_ms) and ok
+        return ok
+
+
+def _span_id(span: Any) -> int:
+    return span.context.span_id  # type: ignore[no-any-return]
+
+
+def _write_attributes(span: Span, values: Dict[str, Any]) -> None:
+    """Write into an ending span's attributes (set_attribute is refused by then)."""
+    attrs = span._attributes  # noqa: SLF001 - see module docstring
+    store = getattr(attrs, "_dict", None)
+    if store is None:
+        raise TypeError(f"unexpected span attributes type {type(attrs).__name__}")
+    with attrs._lock:  # noqa: SLF001
+        store.update(values)
+
+
+def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:
+    merged = dict(span.attributes or {})
+    merged.update(values)
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=merged,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
