@@ -58,6 +58,8 @@ _METER: "contextvars.ContextVar[Optional[TaskMeter]]" = contextvars.ContextVar("
 
 class _Local(threading.local):
     owner: Optional[object] = None  # the context / coroutine wrapper whose step runs now
+    clock_id: Optional[int] = None  # this thread's CPU clock id (negative on Linux)
+    clock_known: bool = False
 
 
 _tls = _Local()
@@ -213,9 +215,28 @@ def ensure_task_timing(loop: Optional[asyncio.AbstractEventLoop]) -> bool:
 running_loop = asyncio.events._get_running_loop
 
 
-def other_thread_cpu_ns(thread_ident: int) -> Optional[int]:
-    """CPU time of another live thread of this process, or None (thread gone, no support)."""
+def thread_clock_id() -> Optional[int]:
+    """This thread's CPU clock id (cached per thread), or None where the OS has none.
+
+    The id is taken while the thread is alive: reading it later from another thread is safe
+    (``clock_gettime`` fails with EINVAL once the thread is gone), whereas calling
+    ``pthread_getcpuclockid`` on a dead thread's handle is undefined behaviour.
+    """
+    tls = _tls
+    if not tls.clock_known:
+        try:
+            tls.clock_id = time.pthread_getcpuclockid(threading.get_ident())
+        except (AttributeError, OSError):
+            tls.clock_id = None
+        tls.clock_known = True
+    return tls.clock_id
+
+
+def other_thread_cpu_ns(clock_id: Optional[int]) -> Optional[int]:
+    """CPU time on another thread's clock (see :func:`thread_clock_id`), or None."""
+    if clock_id is None:
+        return None
     try:
-        return time.clock_gettime_ns(time.pthread_getcpuclockid(thread_ident))
-    except (OSError, AttributeError, ValueError, OverflowError):
+        return time.clock_gettime_ns(clock_id)
+    except (OSError, ValueError, OverflowError):
         return None

@@ -34,12 +34,12 @@ from otel_carbon import attributes as A
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
-    get_ident,
     install,
     meter_for_span,
     other_thread_cpu_ns,
     running_loop,
     ensure_task_timing,
+    thread_clock_id,
     thread_time_ns,
 )
 from otel_carbon.ledger import PRICE_WINDOW_NS, Tick
@@ -57,12 +57,12 @@ CLOCK_NONE = "none"
 class _Open:
     """What a span needs at its end: its CPU clock at start and the ledger tick then."""
 
-    __slots__ = ("cpu0_ns", "meter", "tid", "tick")
+    __slots__ = ("cpu0_ns", "meter", "clock_id", "tick")
 
-    def __init__(self, cpu0_ns: int, meter: Any, tid: int, tick: Optional[Tick]) -> None:
+    def __init__(self, cpu0_ns: int, meter: Any, clock_id: Optional[int], tick: Optional[Tick]) -> None:
         self.cpu0_ns = cpu0_ns
         self.meter = meter
-        self.tid = tid
+        self.clock_id = clock_id  # the starting thread's CPU clock (thread spans)
         self.tick = tick
 
 
@@ -125,7 +125,7 @@ class CarbonSpanProcessor(SpanProcessor):
             else:
                 if running_loop() is not None:
                     ensure_task_timing(running_loop())
-                state = _Open(thread_time_ns(), None, get_ident(), self._sampler.ledger.latest)
+                state = _Open(thread_time_ns(), None, thread_clock_id(), self._sampler.ledger.latest)
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
@@ -197,11 +197,11 @@ class CarbonSpanProcessor(SpanProcessor):
             cpu_ns = meter.now_ns() - state.cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        elif state.tid == get_ident():
+        elif state.clock_id == thread_clock_id():
             cpu_ns = thread_time_ns() - state.cpu0_ns
             clock = CLOCK_THREAD
         else:
-            now = other_thread_cpu_ns(state.tid)
+            now = other_thread_cpu_ns(state.clock_id)
             cpu_ns, clock = (now - state.cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
         cpu_s = max(cpu_ns, 0) / 1e9
         if self._layout_for is not sampler.ledger:

@@ -30,3 +30,28 @@ def otlp_receiver(monkeypatch):
         yield receiver
     finally:
         receiver.stop()
+
+
+# -- carbon pipeline helpers ------------------------------------------------------------
+
+from otel_carbon.intensity import Intensity, StaticIntensitySource  # noqa: E402
+from otel_carbon.sampler import Sampler  # noqa: E402
+from otel_carbon.sensors.probe import Probe  # noqa: E402
+
+
+def make_sampler(sensors, interval_s=0.05, g_per_kwh=100.0, zone="TEST", pue=1.0, start=True):
+    """A private sampler over the given sensor objects, with a fixed intensity."""
+    intensity = StaticIntensitySource(Intensity(g_per_kwh=g_per_kwh, zone=zone, pue=pue, source="test"))
+    sampler = Sampler(Probe(sensors=list(sensors)), interval_s=interval_s, intensity=intensity)
+    return sampler.start() if start else sampler
+
+
+@pytest.fixture
+def ccf_sampler():
+    """A sampler over the CCF CPU line (a constant, known price per busy CPU-second)."""
+    from otel_carbon.sensors.cpu_model import CpuModelSensor
+
+    sensor = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=os.cpu_count() or 1)
+    sampler = make_sampler([sensor])
+    yield sampler
+    sampler.shutdown()

@@ -1,0 +1,257 @@
+"""CarbonSpanProcessor: attributes reach every exporter, in any order, never break the app."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_carbon import CarbonSpanProcessor
+from otel_carbon import attributes as A
+from otel_carbon.sensors.cpu_model import CpuModelSensor
+
+from conftest import make_sampler
+
+PRICE_J_PER_CPU_S = 4.0  # the ccf_sampler fixture's max - min watts per vCPU
+
+
+def burn_cpu_s(seconds: float) -> float:
+    """Spin on this thread for ``seconds`` of its own CPU time; return what was used."""
+    start = time.thread_time()
+    x = 0
+    while time.thread_time() - start < seconds:
+        for i in range(200):
+            x += i * i
+    return time.thread_time() - start
+
+
+def provider_with(*processors):
+    provider = TracerProvider()
+    for p in processors:
+        provider.add_span_processor(p)
+    return provider
+
+
+@pytest.mark.parametrize("carbon_first", [True, False])
+@pytest.mark.parametrize("export_kind", ["simple", "batch"])
+def test_every_exporter_sees_the_attributes_in_any_order(ccf_sampler, carbon_first, export_kind):
+    exporter = InMemorySpanExporter()
+    exporting = SimpleSpanProcessor(exporter) if export_kind == "simple" else BatchSpanProcessor(exporter)
+    carbon = CarbonSpanProcessor(sampler=ccf_sampler)
+    provider = provider_with(*((carbon, exporting) if carbon_first else (exporting, carbon)))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        used_s = burn_cpu_s(0.05)
+        span.set_attribute("app.attr", "kept")
+    provider.force_flush()
+    (finished,) = exporter.get_finished_spans()
+    attrs = finished.attributes
+    assert attrs["app.attr"] == "kept"
+    assert attrs[A.CPU_TIME] == pytest.approx(used_s, rel=0.1)
+    assert attrs[A.ENERGY_CPU] == pytest.approx(used_s * PRICE_J_PER_CPU_S, rel=0.1)
+    assert attrs[A.ENERGY_TOTAL] == pytest.approx(attrs[A.ENERGY_CPU])
+    assert attrs[A.EMISSIONS] == pytest.approx(attrs[A.ENERGY_TOTAL] * 100.0 / 3.6e6)
+    assert attrs[A.INTENSITY] == 100.0
+    assert attrs[A.ZONE] == "TEST"
+    assert attrs[A.METHOD] == A.ESTIMATED
+    assert A.ENERGY_GPU not in attrs and A.ENERGY_IDLE not in attrs
+    provider.shutdown()
+
+
+def test_wrapping_route_forwards_an_enriched_copy(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler))
+    with provider.get_tracer("test").start_as_current_span("wrapped"):
+        used_s = burn_cpu_s(0.03)
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes[A.ENERGY_CPU] == pytest.approx(used_s * PRICE_J_PER_CPU_S, rel=0.1)
+    assert finished.attributes[A.METHOD] == A.ESTIMATED
+    provider.shutdown()
+
+
+def test_nested_spans_parent_includes_children(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("parent"):
+        burn_cpu_s(0.02)
+        with tracer.start_as_current_span("child"):
+            burn_cpu_s(0.04)
+    spans = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    assert spans["parent"][A.CPU_TIME] == pytest.approx(0.06, rel=0.15)
+    assert spans["child"][A.CPU_TIME] == pytest.approx(0.04, rel=0.15)
+    assert spans["parent"][A.ENERGY_TOTAL] > spans["child"][A.ENERGY_TOTAL]
+
+
+def test_span_ended_on_another_thread_is_charged_the_starting_threads_cpu(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    holder = {}
+    release = threading.Event()
+
+    def starter():
+        holder["span"] = tracer.start_span("handoff")
+        holder["used"] = burn_cpu_s(0.03)
+        release.set()
+        time.sleep(0.3)  # stays alive while the other thread ends the span
+
+    t = threading.Thread(target=starter)
+    t.start()
+    release.wait(5)
+    burn_cpu_s(0.05)  # the ending thread's own work must not count
+    holder["span"].end()
+    t.join()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes[A.CPU_CLOCK] == "other_thread"
+    assert finished.attributes[A.CPU_TIME] == pytest.approx(holder["used"], rel=0.2)
+
+
+def test_span_ended_after_its_thread_died_says_so(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    holder = {}
+    t = threading.Thread(target=lambda: holder.setdefault("span", tracer.start_span("orphan")))
+    t.start()
+    t.join()
+    holder["span"].end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes[A.CPU_CLOCK] == "none"
+    assert finished.attributes[A.CPU_TIME] == 0.0
+    assert finished.attributes[A.METHOD] == A.ESTIMATED
+
+
+class ExplodingSensor:
+    """A sensor that works, then raises on every read once ``broken`` is set."""
+
+    component = "cpu"
+    method = "measured"
+    name = "exploding"
+    idle_power_w = 0.0
+
+    def __init__(self):
+        self.broken = False
+        self.energy_j = 0.0
+
+    def read(self, sample):
+        if self.broken:
+            raise OSError("device vanished")
+        self.energy_j += 1.0
+        return self.energy_j
+
+    def info(self):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+def test_sensor_failing_mid_run_flags_spans_and_loses_none():
+    sensor = ExplodingSensor()
+    sampler = make_sampler([sensor], interval_s=0.02)
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("before"):
+            time.sleep(0.1)
+        sensor.broken = True
+        time.sleep(0.1)
+        for i in range(50):
+            with tracer.start_as_current_span(f"after-{i}"):
+                pass
+    finally:
+        sampler.shutdown()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 51
+    by_name = {s.name: s.attributes for s in spans}
+    assert by_name["before"][A.METHOD] == A.MEASURED
+    assert all(by_name[f"after-{i}"][A.METHOD] == A.UNAVAILABLE for i in range(50))
+    assert "exploding" in sampler.sensor_errors
+
+
+def test_stale_ledger_marks_spans_unavailable():
+    sampler = make_sampler([CpuModelSensor("ccf", 1.0, 5.0, n_vcpus=1)], interval_s=0.02)
+    sampler.shutdown()  # the sampler stops: its last tick grows old
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("fresh"):
+        pass
+    sampler.interval_s = 0.001  # staleness is max(10 intervals, 1 s): wait past 1 s
+    time.sleep(1.1)
+    with tracer.start_as_current_span("stale"):
+        pass
+    by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    assert by_name["fresh"][A.METHOD] == A.ESTIMATED
+    assert by_name["stale"][A.METHOD] == A.UNAVAILABLE
+
+
+def test_leaked_spans_are_capped_and_counted(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    carbon = CarbonSpanProcessor(sampler=ccf_sampler, max_open_spans=100)
+    provider = provider_with(carbon, SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    leaked = [tracer.start_span(f"leak-{i}") for i in range(1000)]
+    assert carbon.open_spans == 100
+    assert carbon.dropped_open_spans == 900
+    leaked[0].end()  # evicted long ago: still exported, flagged
+    leaked[-1].end()  # still tracked
+    by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    assert by_name["leak-0"][A.METHOD] == A.UNAVAILABLE
+    assert by_name["leak-999"][A.METHOD] == A.ESTIMATED
+    assert carbon.open_spans == 99
+
+
+def test_idle_policy_cpu_adds_a_separate_idle_share():
+    sensor = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=1)
+    sampler = make_sampler([sensor], interval_s=0.02)
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=sampler, idle_policy="cpu"), SimpleSpanProcessor(exporter))
+    try:
+        time.sleep(1.2)  # a trailing price window
+        with provider.get_tracer("t").start_as_current_span("w"):
+            burn_cpu_s(0.05)
+    finally:
+        sampler.shutdown()
+    (span,) = exporter.get_finished_spans()
+    attrs = span.attributes
+    assert attrs[A.ENERGY_IDLE] > 0
+    assert attrs[A.ENERGY_TOTAL] == pytest.approx(attrs[A.ENERGY_CPU] + attrs[A.ENERGY_IDLE])
+    assert attrs[A.ENERGY_CPU] == pytest.approx(attrs[A.CPU_TIME] * 4.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"idle_policy": "all"}, "idle_policy"),
+        ({"max_open_spans": 0}, "max_open_spans"),
+        ({"max_open_spans": "10"}, "max_open_spans"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(ccf_sampler, kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        CarbonSpanProcessor(sampler=ccf_sampler, **kwargs)
+
+
+def test_wrapped_must_be_processors(ccf_sampler):
+    with pytest.raises(ValueError, match="processors"):
+        CarbonSpanProcessor("not a processor", sampler=ccf_sampler)  # type: ignore[arg-type]
+
+
+def test_shutdown_and_flush_are_safe_twice(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    carbon = CarbonSpanProcessor(BatchSpanProcessor(exporter), sampler=ccf_sampler)
+    provider = provider_with(carbon)
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    assert carbon.force_flush(1000) is True
+    assert len(exporter.get_finished_spans()) == 1
+    provider.shutdown()
+    provider.shutdown()
+    carbon.shutdown()
