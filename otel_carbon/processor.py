@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -111,6 +111,7 @@ class CarbonSpanProcessor(SpanProcessor):
         self._has_gpu = False
         self._resource_seen = False
         self._shutdown = False
+        self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
         self._counter = self._open.__len__
         self._sampler.register_span_counter(self._counter)
         install()
@@ -173,15 +174,22 @@ class CarbonSpanProcessor(SpanProcessor):
             _write_attributes(span, values)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
+            return
+        if self._listeners:
+            self._notify(span, values)
 
     def on_end(self, span: ReadableSpan) -> None:
         if not self._wrapped:
             return
         try:
-            enriched = _copy_with(span, self._figures(span))
+            values = self._figures(span)
+            enriched = _copy_with(span, values)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_end", "otel_carbon: could not attach carbon attributes: %r", exc)
             enriched = span
+        else:
+            if self._listeners:
+                self._notify(enriched, values)
         for p in self._wrapped:
             p.on_end(enriched)
 
@@ -260,6 +268,24 @@ class CarbonSpanProcessor(SpanProcessor):
         self._layout = layout
         self._has_gpu = bool(sampler.gpus)
         self._layout_for = sampler.ledger
+
+    # -- listeners (metrics) ------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
+        """Call ``listener(span, figures)`` for every span that gets figures, on the thread
+        that ends it. ``figures`` maps the carbon attribute names to their values. It must
+        be fast and must not raise (exceptions are caught and logged once)."""
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def _notify(self, span: Any, values: Dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(span, values)
+            except Exception as exc:  # noqa: BLE001
+                warn_once(_logger, f"listener:{listener!r}", "otel_carbon: span listener %r failed: %r", listener, exc)
 
     # -- lifecycle --------------------------------------------------------------------
 
