@@ -18,8 +18,11 @@ Active and idle energy (the split this package makes, documented in the README):
   idle policy.
 * Prices are taken over a trailing window of at least :data:`PRICE_WINDOW_NS` so the 10 ms
   granularity of ``/proc/stat`` does not swing them.
-* The process is *charged* ``process CPU-seconds x price`` each interval; conservation
-  (spans + unattributed = charged) is checked against ``charged_j``.
+* The process is *charged* ``process CPU-seconds x price`` each interval. A span pays the
+  same price per CPU-second the process paid over the span's window (``charged`` over
+  ``proc_cpu_s`` between the two ticks), so spans and charges use one price; conservation
+  (spans + unattributed = charged) is checked against ``charged_j`` (per component:
+  ``charged_by_j``, which the meter reports as the process's energy).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Tick:
         "price_j_per_cpu_s",
         "idle_price_j_per_cpu_s",
         "charged_j",
+        "charged_by_j",
+        "charged_idle_j",
         "gpu_proc_j",
         "gpu_per_span_j",
         "gpu_per_span_w",
@@ -77,6 +82,8 @@ class Tick:
         gpu_unattributed_j: float,
         intensity: Intensity,
         method: str,
+        charged_by_j: Tuple[float, ...] = (),
+        charged_idle_j: float = 0.0,
     ) -> None:
         self.t_ns = t_ns
         self.energy_j = energy_j
@@ -88,6 +95,8 @@ class Tick:
         self.price_j_per_cpu_s = price_j_per_cpu_s
         self.idle_price_j_per_cpu_s = idle_price_j_per_cpu_s
         self.charged_j = charged_j
+        self.charged_by_j = charged_by_j  # charged_j per component (same order as energy_j)
+        self.charged_idle_j = charged_idle_j  # idle energy at the idle price, same CPU-seconds
         self.gpu_proc_j = gpu_proc_j
         self.gpu_per_span_j = gpu_per_span_j
         self.gpu_per_span_w = gpu_per_span_w
@@ -160,6 +169,7 @@ class Ledger:
         self._ticks: Deque[Tick] = deque(maxlen=capacity)
         self._times: Deque[int] = deque(maxlen=capacity)
         self._lock = threading.Lock()
+        self._price_base: Deque[Tick] = deque()  # sampler thread only
         #: the newest tick, read without a lock on the span path (None until the first)
         self.latest: Optional[Tick] = None
 
@@ -184,7 +194,7 @@ class Ledger:
         if prev is None:
             zeros = (0.0,) * n
             price0 = self.nominal_price_j_per_cpu_s
-            tick = Tick(t_ns, energy, zeros, zeros, busy_s, total_s, proc_cpu_s, price0, 0.0, 0.0, gpu_proc_j, 0.0, 0.0, 0.0, intensity, method)
+            tick = Tick(t_ns, energy, zeros, zeros, busy_s, total_s, proc_cpu_s, price0, 0.0, 0.0, gpu_proc_j, 0.0, 0.0, 0.0, intensity, method, zeros)
         else:
             dt_s = max((t_ns - prev.t_ns) / 1e9, 0.0)
             d_busy = max(busy_s - prev.busy_s, 0.0)
@@ -202,6 +212,8 @@ class Ledger:
             price, idle_price = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
             d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)
             charged = prev.charged_j + d_proc * sum(price)
+            charged_by = tuple(c + d_proc * p for c, p in zip(prev.charged_by_j, price))
+            charged_idle = prev.charged_idle_j + d_proc * idle_price
             d_gpu = max(gpu_proc_j - prev.gpu_proc_j, 0.0)
             if active_spans > 0:
                 per_span = prev.gpu_per_span_j + d_gpu / active_spans
@@ -213,27 +225,31 @@ class Ledger:
             tick = Tick(
                 t_ns, energy, tuple(active), tuple(idle), busy_s, total_s, max(proc_cpu_s, prev.proc_cpu_s),
                 price, idle_price, charged, max(gpu_proc_j, prev.gpu_proc_j), per_span, per_span_w, unattributed,
-                intensity, method,
+                intensity, method, charged_by, charged_idle,
             )
         with self._lock:
             self._ticks.append(tick)
             self._times.append(t_ns)
+        self._price_base.append(tick)
         self.latest = tick
         return tick
 
     def _trailing_prices(
         self, t_ns: int, active: Tuple[float, ...], idle: Tuple[float, ...], busy_s: float, prev: Tick
     ) -> Tuple[Tuple[float, ...], float]:
-        """Prices over the shortest trailing window of >= PRICE_WINDOW_NS and enough busy time."""
-        base = prev
-        with self._lock:
-            for tick in reversed(self._ticks):
-                base = tick
-                age_ns = t_ns - tick.t_ns
-                if age_ns >= PRICE_WINDOW_NS and busy_s - tick.busy_s >= MIN_PRICE_BUSY_S:
-                    break
-                if age_ns >= MAX_PRICE_WINDOW_NS:
-                    break
+        """Prices over the shortest trailing window of >= PRICE_WINDOW_NS with enough busy
+        time (at most MAX_PRICE_WINDOW_NS). ``_price_base`` holds the ticks from the window's
+        start on; the start only moves forward, so this is O(1) amortised per tick."""
+        window = self._price_base
+        while len(window) >= 2:
+            second = window[1]
+            if (t_ns - second.t_ns >= PRICE_WINDOW_NS and busy_s - second.busy_s >= MIN_PRICE_BUSY_S) or (
+                t_ns - window[0].t_ns > MAX_PRICE_WINDOW_NS
+            ):
+                window.popleft()
+            else:
+                break
+        base = window[0] if window else prev
         d_busy = busy_s - base.busy_s
         if d_busy < MIN_PRICE_BUSY_S:
             return prev.price_j_per_cpu_s, prev.idle_price_j_per_cpu_s

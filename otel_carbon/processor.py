@@ -42,11 +42,15 @@ from otel_carbon.cpu_clock import (
     thread_clock_id,
     thread_time_ns,
 )
-from otel_carbon.ledger import PRICE_WINDOW_NS, Tick
+from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
+
+#: below this much process CPU time between two ticks, a window price is not trusted and the
+#: latest tick's trailing price is used instead
+MIN_WINDOW_PROC_S = 0.01
 
 CLOCK_THREAD = "thread"
 CLOCK_TASK = "task"
@@ -120,13 +124,16 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
         try:
+            sampler = self._sampler
+            if sampler._quiet:  # noqa: SLF001 - one attribute read on the span path
+                sampler.wake()
             meter = meter_for_span()
             if meter is not None:
-                state = _Open(meter.now_ns(), meter, 0, self._sampler.ledger.latest)
+                state = _Open(meter.now_ns(), meter, None, sampler.ledger.latest)
             else:
                 if running_loop() is not None:
                     ensure_task_timing(running_loop())
-                state = _Open(thread_time_ns(), None, thread_clock_id(), self._sampler.ledger.latest)
+                state = _Open(thread_time_ns(), None, thread_clock_id(), sampler.ledger.latest)
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
@@ -217,13 +224,15 @@ class CarbonSpanProcessor(SpanProcessor):
         start = state.tick
         prices = tick.price_j_per_cpu_s
         idle_price = tick.idle_price_j_per_cpu_s
-        if start is not None and tick.t_ns - start.t_ns >= PRICE_WINDOW_NS:
-            d_busy = tick.busy_s - start.busy_s
-            if d_busy > 1e-3:
-                window = [(b - a) / d_busy for a, b in zip(start.active_j, tick.active_j)]
+        if start is not None and start is not tick:
+            # The price the process paid per CPU-second over the span's window: spans and
+            # the process's charge then use one price, which is what conservation needs.
+            d_proc = tick.proc_cpu_s - start.proc_cpu_s
+            if d_proc > MIN_WINDOW_PROC_S and len(start.charged_by_j) == len(tick.charged_by_j):
+                window = [(b - a) / d_proc for a, b in zip(start.charged_by_j, tick.charged_by_j)]
                 if min(window) >= 0:
                     prices = window
-                    idle_price = max((sum(tick.idle_j) - sum(start.idle_j)) / d_busy, 0.0)
+                    idle_price = max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0)
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0
         for name, i in self._layout:

@@ -6,15 +6,21 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
 
 * **Pairing.** Each file read releases the GIL, and getting it back under CPU-bound threads
   can take tens of milliseconds; energy paired with CPU times read after such a wait skews
-  the price. The pair is timed and dropped when it took longer than
-  :data:`MAX_PAIR_NS` (the counters are cumulative, so the next tick covers it).
+  the price. The pair is timed and read again when it took longer than
+  :data:`MAX_PAIR_NS`, up to :data:`PAIR_ATTEMPTS` times; then the last reading is kept
+  (under sustained CPU-bound load every attempt may be slow; the totals are cumulative, so
+  a skew only moves energy between two adjacent intervals).
 * **Failures.** A sensor that raises marks its component ``unavailable`` for that tick and
   logs once; the thread never dies. A sensor that hangs stalls the ledger, and spans that
   end on a stale ledger say ``unavailable``.
 * **One per process.** :func:`get_sampler` returns the process-wide sampler, started
   lazily; every processor, meter and tracker shares it, so the same joules are never
   counted twice. After ``fork`` the child gets a fresh ledger and its own thread
-  (``os.register_at_fork``), exactly like the SDK's batch processor.
+  (``os.register_at_fork``), exactly like the SDK's batch processor. A fork first waits
+  (at most :data:`FORK_WAIT_S`) for a tick in progress to end: sensors hold their own
+  locks while they read, and a lock held by the sampler thread at fork time would stay
+  locked forever in the child. If the tick does not end in time, the child's first
+  reading is left to its new thread, so the child itself never blocks on it.
 * **Shutdown** is idempotent and joins within a timeout.
 """
 
@@ -38,8 +44,30 @@ from otel_carbon.sensors.probe import Probe, get_probe
 
 _logger = logging.getLogger("otel_carbon")
 
-MAX_PAIR_NS = 5_000_000  # a reading whose parts were more than 5 ms apart is dropped
+MAX_PAIR_NS = 5_000_000  # a reading whose parts were more than 5 ms apart is retried
+PAIR_ATTEMPTS = 3  # ... up to this many times, then the last reading is kept anyway
+IDLE_INTERVAL_S = 1.0  # interval while no span is open and the process is idle
+SLEEP_MAX_S = 1.0  # intervals up to this sleep between ticks (see Sampler._run)
 STALE_TICKS = 10  # a ledger older than this many intervals (and >= 1 s) is stale
+FORK_WAIT_S = 1.0  # before fork, wait at most this long for a tick in progress to end
+
+
+class _ProcStat:
+    """The first line of ``/proc/stat`` read with ``os.pread`` on a kept-open fd (half the
+    cost of ``psutil.cpu_times()``, which opens the file each time)."""
+
+    def __init__(self, path: str = "/proc/stat") -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.hz = float(os.sysconf("SC_CLK_TCK"))
+
+    def read(self) -> "tuple[float, float]":
+        fields = os.pread(self.fd, 256, 0).split(b"\n", 1)[0].split()
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+        busy = user + nice + system + irq + softirq
+        return busy / self.hz, (busy + idle + iowait + steal) / self.hz
+
+
+_proc_stat: Optional[_ProcStat] = None
 
 
 def host_cpu_seconds() -> "tuple[float, float]":
@@ -48,6 +76,17 @@ def host_cpu_seconds() -> "tuple[float, float]":
     busy = user + nice + system + irq + softirq; total adds idle, iowait and steal
     (time the hypervisor gave to someone else is not our work, nor free capacity we used).
     """
+    global _proc_stat
+    if _proc_stat is None and os.path.exists("/proc/stat"):
+        try:
+            _proc_stat = _ProcStat()
+        except OSError:
+            pass
+    if _proc_stat is not None:
+        try:
+            return _proc_stat.read()
+        except (OSError, ValueError):
+            pass
     t = psutil.cpu_times()
     busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
     total = busy + t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
@@ -62,6 +101,7 @@ class Sampler:
         probe: Probe,
         interval_s: Optional[float] = None,
         intensity: Optional[IntensitySource] = None,
+        idle_interval_s: float = IDLE_INTERVAL_S,
         clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         if interval_s is None:
@@ -72,18 +112,30 @@ class Sampler:
         self.gpus = probe.gpus
         self.sensors = [s for s in probe.sensors if s.component != "gpu"]
         safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
-        self.interval_s = float(min([interval_s, *safe]))
+        self._max_safe_interval_s = float(min(safe, default=float("inf")))
+        self.interval_s = float(min(interval_s, self._max_safe_interval_s))
+        if not (isinstance(idle_interval_s, (int, float)) and idle_interval_s > 0):
+            raise ValueError(f"idle_interval_s must be a number of seconds > 0, got {idle_interval_s!r}")
+        self.idle_interval_s = float(max(idle_interval_s, self.interval_s))
+        self._quiet = False
+        self._wake = threading.Event()
+        methods = {s.method for s in probe.sensors}
+        self._method_ok = _combine(methods)
         self._intensity_given = intensity is not None
         self._intensity = intensity if intensity is not None else intensity_source()
         self._clock_ns = clock_ns
         self._pid = os.getpid()
         self._n_cpus = psutil.cpu_count(logical=True) or 1
         self._span_counters: List[Callable[[], int]] = []
+        self._tick_listeners: "tuple[Callable[[Tick], None], ...]" = ()
         self._lock = threading.Lock()
+        self._tick_lock = threading.RLock()  # held while sensors are read (see fork)
+        self._fork_paused = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.ticks = 0
-        self.dropped_pairs = 0
+        self.dropped_pairs = 0  # readings retried because their parts were too far apart
+        self.skewed_pairs = 0  # readings kept although every attempt was too slow
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
@@ -97,13 +149,14 @@ class Sampler:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> "Sampler":
+    def start(self, _first_tick: bool = True) -> "Sampler":
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return self
             self._stop.clear()
-            self.tick()  # a first reading now, so the first spans have a baseline
-            self._thread = threading.Thread(target=self._run, name="otel-carbon-sampler", daemon=True)
+            if _first_tick:
+                self.tick()  # a first reading now, so the first spans have a baseline
+            self._thread = threading.Thread(target=self._run, args=(not _first_tick,), name="otel-carbon-sampler", daemon=True)
             self._thread.start()
         return self
 
@@ -125,6 +178,7 @@ class Sampler:
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Stop the thread; True when it ended within ``timeout_s``. Safe to call twice."""
         self._stop.set()
+        self._wake.set()
         try:
             self._intensity.shutdown()
         except Exception:  # noqa: BLE001
@@ -139,20 +193,53 @@ class Sampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
+    def _before_fork(self) -> None:
+        """Hold the tick lock across fork, so no sensor is being read when it happens."""
+        self._fork_paused = self._tick_lock.acquire(timeout=FORK_WAIT_S)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_paused:
+            self._fork_paused = False
+            self._tick_lock.release()
+
     def _reinit_after_fork(self) -> None:
         """In a forked child: new locks, a fresh ledger, a new thread (if one ran)."""
         was_running = self._thread is not None and not self._stop.is_set()
+        quiet = self._fork_paused  # False: a tick was in progress, sensor locks may be held
+        self._fork_paused = False
         self._lock = threading.Lock()
+        self._tick_lock = threading.RLock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = None
         self._pid = os.getpid()
         self.ledger = self._new_ledger()
         if was_running:
-            self.start()
+            self.start(_first_tick=quiet)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+    def _run(self, tick_first: bool = False) -> None:
+        if tick_first:
             self.tick()
+        # A plain sleep costs one system call, Event.wait(timeout) several lock operations,
+        # so short intervals sleep (shutdown then waits at most one interval). While the
+        # process is quiet (no open span, under 1 % CPU) ticks back off to IDLE_INTERVAL_S:
+        # the counters are cumulative, so nothing is lost.
+        stop = self._stop
+        while not stop.is_set():
+            if self._quiet:
+                self._wake.wait(min(self.idle_interval_s, self._max_safe_interval_s))
+                self._wake.clear()
+            elif self.interval_s <= SLEEP_MAX_S:
+                time.sleep(self.interval_s)
+            elif stop.wait(self.interval_s):
+                break
+            if not stop.is_set():
+                self.tick()
+
+    def wake(self) -> None:
+        """Leave the idle back-off now (a span started): the next tick comes promptly."""
+        self._quiet = False
+        self._wake.set()
 
     # -- spans ------------------------------------------------------------------------------
 
@@ -165,10 +252,33 @@ class Sampler:
         with self._lock:
             self._span_counters = [c for c in self._span_counters if c is not counter]
 
+    # -- tick listeners (metrics) ------------------------------------------------------------
+
+    def add_tick_listener(self, listener: Callable[[Tick], None]) -> None:
+        """Call ``listener(tick)`` on the sampler thread after each appended tick. It must be
+        quick; exceptions are caught and logged once."""
+        with self._lock:  # copy on write, like the span counters
+            self._tick_listeners = (*self._tick_listeners, listener)
+
+    def remove_tick_listener(self, listener: Callable[[Tick], None]) -> None:
+        with self._lock:
+            self._tick_listeners = tuple(x for x in self._tick_listeners if x is not listener)
+
+    @property
+    def gpu_energy_j(self) -> Dict[int, float]:
+        """Latest cumulative energy (J, arbitrary origin) of each GPU, by index in :attr:`gpus`."""
+        return dict(self._gpu_last_j)
+
+    @property
+    def stale_after_s(self) -> float:
+        """A tick older than this is too old to price a span: 10 intervals, and at least
+        three idle back-off intervals."""
+        return max(STALE_TICKS * self.interval_s, 3 * self.idle_interval_s)
+
     def stale(self, tick: Optional[Tick], now_ns: int) -> bool:
         if tick is None:
             return True
-        return now_ns - tick.t_ns > max(STALE_TICKS * self.interval_s, 1.0) * 1e9
+        return now_ns - tick.t_ns > self.stale_after_s * 1e9
 
     # -- one tick ---------------------------------------------------------------------------
 
@@ -187,46 +297,66 @@ class Sampler:
 
     def tick(self) -> Optional[Tick]:
         """Take one reading now. Never raises; returns the tick, or None when dropped."""
-        try:
-            return self._tick()
-        except Exception as exc:  # noqa: BLE001
-            warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
-            return None
+        with self._tick_lock:
+            try:
+                return self._tick()
+            except Exception as exc:  # noqa: BLE001
+                warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
+                return None
 
     def _tick(self) -> Optional[Tick]:
-        pair_start = time.perf_counter_ns()
-        busy_s, total_s = host_cpu_seconds()
-        proc_cpu_s = time.process_time_ns() / 1e9
-        t_ns = self._clock_ns()
-        sample = HostSample(t_ns=t_ns, busy_s=busy_s, total_s=total_s, n_cpus=self._n_cpus)
-        readings = [self._read(s, sample) for s in self.sensors]
-        pair_ns = time.perf_counter_ns() - pair_start
         prev = self.ledger.latest
-        if pair_ns > MAX_PAIR_NS and prev is not None:
+        for _ in range(PAIR_ATTEMPTS):
+            pair_start = time.perf_counter_ns()
+            busy_s, total_s = host_cpu_seconds()
+            proc_cpu_s = time.process_time_ns() / 1e9
+            t_ns = self._clock_ns()
+            sample = HostSample(t_ns=t_ns, busy_s=busy_s, total_s=total_s, n_cpus=self._n_cpus)
+            readings = [self._read(s, sample) for s in self.sensors]
+            if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None:
+                break
             self.dropped_pairs += 1
-            return None
+        else:
+            # Every attempt waited too long for the GIL (CPU-bound threads): keep the last
+            # one. The totals are cumulative, so the skew moves energy between two adjacent
+            # intervals and cancels over any window longer than a tick.
+            self.skewed_pairs += 1
         gpu_proc_j, gpu_ok = self._read_gpus(sample)
-        methods = set()
-        energy = []
-        for i, (sensor, value) in enumerate(zip(self.sensors, readings)):
-            if value is None:
-                methods.add(UNAVAILABLE)
-                value = prev.energy_j[i] if prev is not None else 0.0
-            else:
-                methods.add(sensor.method)
-            energy.append(value)
-        if self.gpus:
-            methods.add(MEASURED if gpu_ok else UNAVAILABLE)
+        if gpu_ok and None not in readings:
+            energy = readings
+            method = self._method_ok
+        else:
+            methods = set()
+            energy = []
+            for i, (sensor, value) in enumerate(zip(self.sensors, readings)):
+                if value is None:
+                    methods.add(UNAVAILABLE)
+                    value = prev.energy_j[i] if prev is not None else 0.0
+                else:
+                    methods.add(sensor.method)
+                energy.append(value)
+            if self.gpus:
+                methods.add(MEASURED if gpu_ok else UNAVAILABLE)
+            method = _combine(methods)
         active = 0
         for counter in self._span_counters:
             try:
                 active += int(counter())
             except Exception:  # noqa: BLE001
                 pass
+        # Quiet: no open span and this process used under 1 % of a CPU since the last tick.
+        self._quiet = active == 0 and (
+            prev is None or (proc_cpu_s - prev.proc_cpu_s) * 1e9 < 0.01 * (t_ns - prev.t_ns)
+        )
         tick = self.ledger.append_reading(
-            t_ns, energy, busy_s, total_s, proc_cpu_s, gpu_proc_j, active, self._intensity.current(), _combine(methods)
+            t_ns, energy, busy_s, total_s, proc_cpu_s, gpu_proc_j, active, self._intensity.current(), method
         )
         self.ticks += 1
+        for listener in self._tick_listeners:
+            try:
+                listener(tick)
+            except Exception as exc:  # noqa: BLE001
+                warn_once(_logger, f"tick-listener:{listener!r}", "otel_carbon: tick listener %r failed: %r", listener, exc)
         return tick
 
     def _read_gpus(self, sample: HostSample) -> "tuple[float, bool]":
@@ -296,12 +426,30 @@ def shutdown_sampler(timeout_s: float = 2.0) -> None:
         old.shutdown(timeout_s)
 
 
+_fork_paused: Optional[Sampler] = None
+
+
+def _before_fork() -> None:
+    global _fork_paused
+    _fork_paused = _sampler
+    if _fork_paused is not None:
+        _fork_paused._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    global _fork_paused
+    paused, _fork_paused = _fork_paused, None
+    if paused is not None:
+        paused._after_fork_in_parent()
+
+
 def _after_fork_in_child() -> None:
-    global _sampler_lock
+    global _sampler_lock, _fork_paused
     _sampler_lock = threading.Lock()
+    _fork_paused = None
     if _sampler is not None:
         _sampler._reinit_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -39,10 +39,12 @@ from otel_carbon.sampler import Sampler  # noqa: E402
 from otel_carbon.sensors.probe import Probe  # noqa: E402
 
 
-def make_sampler(sensors, interval_s=0.05, g_per_kwh=100.0, zone="TEST", pue=1.0, start=True):
+def make_sampler(sensors, interval_s=0.05, g_per_kwh=100.0, zone="TEST", pue=1.0, start=True, idle_interval_s=1.0):
     """A private sampler over the given sensor objects, with a fixed intensity."""
     intensity = StaticIntensitySource(Intensity(g_per_kwh=g_per_kwh, zone=zone, pue=pue, source="test"))
-    sampler = Sampler(Probe(sensors=list(sensors)), interval_s=interval_s, intensity=intensity)
+    sampler = Sampler(
+        Probe(sensors=list(sensors)), interval_s=interval_s, intensity=intensity, idle_interval_s=idle_interval_s
+    )
     return sampler.start() if start else sampler
 
 

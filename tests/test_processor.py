@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -119,6 +120,11 @@ def test_span_ended_after_its_thread_died_says_so(ccf_sampler):
     t = threading.Thread(target=lambda: holder.setdefault("span", tracer.start_span("orphan")))
     t.start()
     t.join()
+    # join() returns when the Python thread is done; the OS thread exits a moment later.
+    task_dir = f"/proc/self/task/{t.native_id}"
+    deadline = time.monotonic() + 5
+    while os.path.exists(task_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
     holder["span"].end()
     (finished,) = exporter.get_finished_spans()
     assert finished.attributes[A.CPU_CLOCK] == "none"
@@ -161,7 +167,9 @@ def test_sensor_failing_mid_run_flags_spans_and_loses_none():
         with tracer.start_as_current_span("before"):
             time.sleep(0.1)
         sensor.broken = True
-        time.sleep(0.1)
+        deadline = time.monotonic() + 5  # until a tick has seen the failure
+        while sampler.ledger.latest.method != A.UNAVAILABLE and time.monotonic() < deadline:
+            time.sleep(0.02)
         for i in range(50):
             with tracer.start_as_current_span(f"after-{i}"):
                 pass
@@ -176,15 +184,15 @@ def test_sensor_failing_mid_run_flags_spans_and_loses_none():
 
 
 def test_stale_ledger_marks_spans_unavailable():
-    sampler = make_sampler([CpuModelSensor("ccf", 1.0, 5.0, n_vcpus=1)], interval_s=0.02)
+    sampler = make_sampler([CpuModelSensor("ccf", 1.0, 5.0, n_vcpus=1)], interval_s=0.02, idle_interval_s=0.1)
     sampler.shutdown()  # the sampler stops: its last tick grows old
     exporter = InMemorySpanExporter()
     provider = provider_with(CarbonSpanProcessor(sampler=sampler), SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("fresh"):
         pass
-    sampler.interval_s = 0.001  # staleness is max(10 intervals, 1 s): wait past 1 s
-    time.sleep(1.1)
+    assert sampler.stale_after_s == pytest.approx(0.3)  # 3 idle intervals > 10 ticks
+    time.sleep(sampler.stale_after_s + 0.1)
     with tracer.start_as_current_span("stale"):
         pass
     by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}

@@ -10,7 +10,7 @@ reads in the same tick and passes in as :class:`HostSample`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 try:  # Python >= 3.8
     from typing import Protocol
@@ -18,9 +18,9 @@ except ImportError:  # pragma: no cover
     Protocol = object  # type: ignore[assignment,misc]
 
 
-@dataclass(frozen=True)
-class HostSample:
-    """What the sampler read in one tick, besides the sensors."""
+class HostSample(NamedTuple):
+    """What the sampler read in one tick, besides the sensors (a NamedTuple: cheap to make
+    on every tick)."""
 
     t_ns: int  # monotonic clock
     busy_s: float  # host CPU seconds spent busy (all CPUs), cumulative

@@ -1,0 +1,47 @@
+"""Shared helpers for the benchmarks: machine description and interleaved timing."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict, List
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def interleaved(variants: Dict[str, Callable[[int], None]], n: int, rounds: int) -> Dict[str, List[float]]:
+    """Run every variant ``rounds`` times, alternating their order each round; return the
+    per-call seconds of each run (so drift on a shared machine hits all variants alike)."""
+    names = list(variants)
+    results: Dict[str, List[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else list(reversed(names))
+        for name in order:
+            gc.collect()
+            start = time.perf_counter()
+            variants[name](n)
+            results[name].append((time.perf_counter() - start) / n)
+    return results
+
+
+def summary(results: Dict[str, List[float]], base: str) -> List[str]:
+    base_median = statistics.median(results[base])
+    lines = []
+    for name, values in results.items():
+        median = statistics.median(values)
+        lines.append(f"{name:<44} {median * 1e6:8.2f} us/span   x{median / base_median:5.2f}")
+    return lines

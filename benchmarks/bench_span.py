@@ -1,0 +1,101 @@
+"""Per-span cost with and without CarbonSpanProcessor, side by side in one run.
+
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9]
+
+Each variant is a TracerProvider with a BatchSpanProcessor over a no-op exporter; the
+"carbon" variants add CarbonSpanProcessor (drop-in), and "+metrics" also attaches the meter
+when it is available. Variants run interleaved, order alternating each round; the medians
+and their ratio to the bare provider are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Sequence
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import interleaved, machine, summary  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+
+from otel_carbon import CarbonSpanProcessor  # noqa: E402
+
+
+class NoopExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(NoopExporter(), max_queue_size=1 << 20, max_export_batch_size=4096))
+    if carbon:
+        processor = CarbonSpanProcessor()
+        tp.add_span_processor(processor)
+        if metrics:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+            from otel_carbon.metrics import CarbonMetrics
+
+            CarbonMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()])).attach(processor)
+    return tp
+
+
+def plain(tp: TracerProvider) -> Callable[[int], None]:
+    tracer = tp.get_tracer("bench")
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            tracer.start_span("span").end()
+
+    return run
+
+
+def current(tp: TracerProvider) -> Callable[[int], None]:
+    tracer = tp.get_tracer("bench")
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            with tracer.start_as_current_span("span"):
+                pass
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    try:
+        import otel_carbon.metrics  # noqa: F401
+
+        have_metrics = True
+    except ImportError:
+        have_metrics = False
+    bare, carbon = provider(False), provider(True)
+    variants: Dict[str, Callable[[int], None]] = {
+        "start_span/end: bare": plain(bare),
+        "start_span/end: + carbon": plain(carbon),
+        "start_as_current_span: bare": current(bare),
+        "start_as_current_span: + carbon": current(carbon),
+    }
+    if have_metrics:
+        with_metrics = provider(True, metrics=True)
+        variants["start_span/end: + carbon + metrics"] = plain(with_metrics)
+        variants["start_as_current_span: + carbon + metrics"] = current(with_metrics)
+    for v in variants.values():  # warm up
+        v(2000)
+    results = interleaved(variants, args.spans, args.rounds)
+    print(f"machine: {machine()}")
+    print(f"{args.spans} spans x {args.rounds} rounds, medians")
+    print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
+    print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Attribution against a deterministic power source.
+
+A powercap tree under ``tmp_path`` whose package counter a helper *process* advances at a
+known wattage (a thread in the measured process would be starved by the busy threads).
+All of the counter's energy is active (no idle power is configured for measured
+counters), so the price of a busy CPU-second is that wattage over the host's busy rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_carbon import CarbonSpanProcessor
+from otel_carbon import attributes as A
+from otel_carbon.sensors.rapl import probe_rapl
+
+from conftest import make_sampler
+from powercap_tree import CounterDriver, build_intel_tree
+
+WATTS = 40.0
+
+
+def burn(seconds: float) -> float:
+    start = time.thread_time()
+    x = 0
+    while time.thread_time() - start < seconds:
+        for i in range(100):
+            x += i * i
+    return time.thread_time() - start
+
+
+@pytest.fixture
+def rapl_traced(tmp_path):
+    zones = build_intel_tree(tmp_path, sockets=1, dram=False)
+    driver = CounterDriver({zones["package-0"]: WATTS}).start()
+    sensors, diagnostics = probe_rapl(str(tmp_path))
+    assert [s.component for s in sensors] == ["cpu"] and not diagnostics
+    sampler = make_sampler(sensors, interval_s=0.05)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CarbonSpanProcessor(sampler=sampler))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        yield provider.get_tracer("rapl"), exporter, sampler
+    finally:
+        provider.shutdown()
+        sampler.shutdown()
+        driver.stop()
+
+
+def steady_load(seconds: float = 1.2) -> None:
+    """Keep one core busy long enough that the trailing price window sees this load."""
+    burn(seconds)
+
+
+def test_measured_price_matches_the_known_wattage(rapl_traced):
+    tracer, exporter, sampler = rapl_traced
+    steady_load()
+    t0 = time.monotonic_ns()
+    burn(1.0)
+    window = sampler.ledger.window(t0, time.monotonic_ns())
+    # All energy is active: price x busy CPU-seconds gives back the wattage.
+    assert window.price_j_per_cpu_s * window.busy_s / window.duration_s == pytest.approx(WATTS, rel=0.05)
+    assert sampler.ledger.latest.method == A.MEASURED
+
+
+def test_two_threads_in_a_3_to_1_ratio_get_energy_3_to_1(rapl_traced):
+    tracer, exporter, _ = rapl_traced
+    steady_load()
+    barrier = threading.Barrier(2)
+
+    def work(name: str, cpu_s: float) -> None:
+        barrier.wait()
+        with tracer.start_as_current_span(name):
+            burn(cpu_s)
+
+    threads = [threading.Thread(target=work, args=("three", 0.6)), threading.Thread(target=work, args=("one", 0.2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    ratio = by_name["three"][A.ENERGY_TOTAL] / by_name["one"][A.ENERGY_TOTAL]
+    assert ratio == pytest.approx(3.0, rel=0.10)
+    assert by_name["three"][A.METHOD] == A.MEASURED
+
+
+def test_twenty_asyncio_tasks_each_get_about_a_twentieth(rapl_traced):
+    tracer, exporter, sampler = rapl_traced
+    n, steps, step_s = 20, 10, 0.004
+
+    async def request(i: int) -> None:
+        with tracer.start_as_current_span(f"req-{i}"):
+            for _ in range(steps):
+                burn(step_s)
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(request(i) for i in range(n)))
+
+    steady_load()
+    t0 = time.monotonic_ns()
+    asyncio.run(main())
+    time.sleep(0.12)  # one more tick so the window's end is measured, not extrapolated
+    window = sampler.ledger.window(t0, time.monotonic_ns())
+    energy = [s.attributes[A.ENERGY_TOTAL] for s in exporter.get_finished_spans()]
+    assert len(energy) == n
+    total = sum(energy)
+    for value in energy:
+        assert value == pytest.approx(total / n, rel=0.25)
+    # Together they never exceed what the process was charged over the window.
+    assert total <= window.charged_j * 1.05
+
+
+def test_a_1ms_span_pays_its_cpu_time_times_the_price(rapl_traced):
+    tracer, exporter, sampler = rapl_traced
+    steady_load()
+    measured = []
+    for i in range(20):
+        with tracer.start_as_current_span(f"short-{i}"):
+            measured.append(burn(0.001))
+    price = sum(sampler.ledger.latest.price_j_per_cpu_s)
+    spans = sorted(exporter.get_finished_spans(), key=lambda s: int(s.name.split("-")[1]))
+    for span, cpu_s in zip(spans, measured):
+        assert span.attributes[A.CPU_TIME] == pytest.approx(cpu_s, rel=0.10)
+        assert span.attributes[A.ENERGY_CPU] == pytest.approx(cpu_s * price, rel=0.10)
+    # A window-based figure (power x wall time) would charge the whole package's draw.
+    window_based = WATTS * (spans[0].end_time - spans[0].start_time) / 1e9
+    assert spans[0].attributes[A.ENERGY_CPU] < window_based
+
+
+def test_conservation_spans_plus_unattributed_equal_the_charge(rapl_traced):
+    tracer, exporter, sampler = rapl_traced
+    steady_load()
+    t0_ns = time.monotonic_ns()
+    first = sampler.ledger.latest
+    stop = threading.Event()
+
+    def background() -> None:  # work that belongs to no span
+        while not stop.is_set():
+            burn(0.005)
+            time.sleep(0.001)
+
+    bg = threading.Thread(target=background)
+    bg.start()
+
+    async def request(i: int) -> None:
+        with tracer.start_as_current_span(f"async-{i}"):
+            for _ in range(5):
+                burn(0.004)
+                await asyncio.sleep(0)
+
+    async def serve() -> None:
+        await asyncio.gather(*(request(i) for i in range(8)))
+
+    for round_ in range(4):
+        with tracer.start_as_current_span(f"sync-{round_}"):
+            burn(0.1)
+        asyncio.run(serve())
+        burn(0.05)  # outside any span
+    stop.set()
+    bg.join()
+    time.sleep(0.12)
+    last = sampler.ledger.latest
+    spans = exporter.get_finished_spans()
+    attributed_j = sum(s.attributes[A.ENERGY_TOTAL] for s in spans)
+    attributed_cpu_s = sum(s.attributes[A.CPU_TIME] for s in spans)
+    charged_j = last.charged_j - first.charged_j
+    proc_cpu_s = last.proc_cpu_s - first.proc_cpu_s
+    unattributed_j = charged_j - attributed_j
+    # What the ledger attributes to nothing is the CPU time outside spans, at the run's price.
+    assert unattributed_j > 0
+    assert attributed_cpu_s < proc_cpu_s
+    price = charged_j / proc_cpu_s
+    assert attributed_j + (proc_cpu_s - attributed_cpu_s) * price == pytest.approx(charged_j, rel=0.02)
+    assert attributed_j == pytest.approx(attributed_cpu_s * price, rel=0.02)
+    assert t0_ns < last.t_ns
