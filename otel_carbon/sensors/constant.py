@@ -8,6 +8,7 @@ integrator with all of its power static (see :mod:`otel_carbon.sensors.memory_mo
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -30,8 +31,8 @@ class ConstantPowerSensor:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.power_w > 0:
-            raise ValueError(f"power_w must be > 0 W, got {self.power_w!r}")
+        if not 0 < self.power_w < math.inf:
+            raise ValueError(f"power_w must be a finite number > 0 W, got {self.power_w!r}")
         if not 0 <= self.idle_power_w <= self.power_w:
             raise ValueError(f"idle_power_w must be between 0 and power_w ({self.power_w} W), got {self.idle_power_w!r}")
 

@@ -17,6 +17,7 @@ Two documented curves; both are fed the host's busy and total CPU seconds of eac
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -78,11 +79,11 @@ class CpuModelSensor:
     def __post_init__(self) -> None:
         if self.curve not in ("ccf", "tdp"):
             raise ValueError(f"curve must be 'ccf' or 'tdp', got {self.curve!r}")
-        if self.curve == "tdp" and not self.tdp_w > 0:
-            raise ValueError(f"tdp_w must be > 0 W for the tdp curve, got {self.tdp_w!r}")
-        if self.curve == "ccf" and not (0 <= self.min_w_per_vcpu <= self.max_w_per_vcpu):
+        if self.curve == "tdp" and not 0 < self.tdp_w < math.inf:
+            raise ValueError(f"tdp_w must be a finite number > 0 W for the tdp curve, got {self.tdp_w!r}")
+        if self.curve == "ccf" and not (0 <= self.min_w_per_vcpu <= self.max_w_per_vcpu < math.inf):
             raise ValueError(
-                "min_w_per_vcpu and max_w_per_vcpu must satisfy 0 <= min <= max, "
+                "min_w_per_vcpu and max_w_per_vcpu must satisfy 0 <= min <= max (finite), "
                 f"got {self.min_w_per_vcpu!r}, {self.max_w_per_vcpu!r}"
             )
         if self.n_vcpus < 1:
