@@ -72,23 +72,37 @@ def test_measured_price_matches_the_known_wattage(rapl_traced):
 
 
 def test_two_threads_in_a_3_to_1_ratio_get_energy_3_to_1(rapl_traced):
+    """Both spans cover the same wall-clock window (so the same price): "three" burns CPU
+    steadily, "one" works a third as much in short bursts between sleeps."""
     tracer, exporter, _ = rapl_traced
     steady_load()
     barrier = threading.Barrier(2)
+    used = {}
 
-    def work(name: str, cpu_s: float) -> None:
+    def steady() -> None:
         barrier.wait()
-        with tracer.start_as_current_span(name):
-            burn(cpu_s)
+        with tracer.start_as_current_span("three"):
+            used["three"] = burn(0.6)
 
-    threads = [threading.Thread(target=work, args=("three", 0.6)), threading.Thread(target=work, args=("one", 0.2))]
+    def bursts() -> None:
+        barrier.wait()
+        total = 0.0
+        with tracer.start_as_current_span("one"):
+            while total < 0.2:
+                total += burn(0.01)
+                time.sleep(0.02)
+        used["one"] = total
+
+    threads = [threading.Thread(target=steady), threading.Thread(target=bursts)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    expected = used["three"] / used["one"]
     ratio = by_name["three"][A.ENERGY_TOTAL] / by_name["one"][A.ENERGY_TOTAL]
-    assert ratio == pytest.approx(3.0, rel=0.10)
+    assert expected == pytest.approx(3.0, rel=0.05)
+    assert ratio == pytest.approx(expected, rel=0.10)
     assert by_name["three"][A.METHOD] == A.MEASURED
 
 
