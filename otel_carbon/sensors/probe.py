@@ -22,6 +22,7 @@ from typing import Any, List, Optional
 import psutil
 
 from otel_carbon import config
+from otel_carbon._log import warn_once
 from otel_carbon.attributes import CPU, MEMORY
 from otel_carbon.sensors.base import Diagnostic, Sensor
 from otel_carbon.sensors.constant import ConstantPowerSensor
@@ -107,6 +108,17 @@ def probe_sensors(
     idle_w = config.env_non_negative_float(config.OTEL_CARBON_IDLE_POWER_W, None)
     if constant_w is not None:
         idle = min(idle_w or 0.0, constant_w)
+        if idle_w is not None and idle_w > constant_w:
+            warn_once(
+                _logger,
+                "idle-above-constant",
+                "%s=%g W is above %s=%g W: using %g W (all of the draw is idle)",
+                config.OTEL_CARBON_IDLE_POWER_W,
+                idle_w,
+                config.OTEL_CARBON_POWER_W,
+                constant_w,
+                constant_w,
+            )
         probe.sensors.append(ConstantPowerSensor(power_w=constant_w, idle_power_w=idle))
         probe.notes.append(f"{config.OTEL_CARBON_POWER_W}={constant_w:g} W replaces the CPU and memory sensors")
     else:
@@ -116,6 +128,10 @@ def probe_sensors(
         if not rapl and not os.path.isdir(root):
             probe.notes.append(f"no RAPL: {root} does not exist (virtual machine or non-Linux host)")
         by_component = {s.component: s for s in rapl}
+        if rapl and diagnostics:
+            probe.notes.append(
+                "some RAPL zones could not be read (see below): the measured figures cover only the readable ones"
+            )
         cpu = by_component.get(CPU)
         if cpu is not None:
             cpu.idle_power_w = idle_w or 0.0
