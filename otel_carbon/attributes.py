@@ -47,3 +47,58 @@ GPU = "gpu"
 
 # -- units --------------------------------------------------------------------------
 JOULES_PER_KWH = 3.6e6
+
+# -- metrics (the meter, otel_carbon/metrics.py) --------------------------------------
+# Units are SI strings in the instrument's ``unit``; the Prometheus exporter turns J, W and g
+# into ``_joules``, ``_watts`` and ``_grams`` suffixes (counters also get ``_total``).
+UNIT_J = "J"
+UNIT_W = "W"
+UNIT_G = "g"
+UNIT_G_PER_KWH = "g/kWh"
+
+# Hardware, following the semantic conventions (hw.* metrics).
+HW_ENERGY = "hw.energy"  # counter, J, per component since the sampler started
+HW_POWER = "hw.power"  # gauge, W, per component over the last second
+HW_HOST_ENERGY = "hw.host.energy"  # counter, J, all components we read
+HW_HOST_POWER = "hw.host.power"  # gauge, W, all components we read
+HW_TYPE = "hw.type"  # cpu | memory | gpu (the component names above)
+HW_ID = "hw.id"  # the sensor: rapl-cpu, cpu-model, memory-model, gpu0 ...
+HW_NAME = "hw.name"  # what it is: rapl, ccf-model, the GPU's product name ...
+HOST_ID = "host"  # hw.id of the hw.host.* metrics
+
+# Host energy split into active (priced per busy CPU-second) and idle (static) energy.
+HOST_ENERGY = "carbon.host.energy"  # counter, J, with hw.type and carbon.power.state
+POWER_STATE = "carbon.power.state"  # active | idle
+ACTIVE = "active"
+IDLE = "idle"
+
+# This process: the active energy it was charged, and the CO2e of it.
+PROCESS_ENERGY = "carbon.process.energy"  # counter, J, with hw.type and carbon.method
+PROCESS_EMISSIONS = "carbon.process.emissions"  # counter, g CO2e, with carbon.method
+
+# Grid intensity in use.
+GRID_INTENSITY = "carbon.grid.intensity"  # gauge, g CO2e/kWh, with carbon.zone
+
+# Per span, with low-cardinality attributes only.
+SPAN_ENERGY = "carbon.span.energy"  # histogram, J (carbon.energy.total of each span)
+SPAN_EMISSIONS = "carbon.span.emissions"  # counter, g CO2e (carbon.emissions of each span)
+SPAN_NAME = "span.name"  # the span's name, as the collector's spanmetrics connector calls it
+HTTP_ROUTE = "http.route"
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_METHOD_OLD = "http.method"  # pre-1.0 HTTP conventions; reported as http.request.method
+RPC_SERVICE = "rpc.service"
+RPC_METHOD = "rpc.method"
+DEFAULT_METRIC_SPAN_ATTRIBUTES = (HTTP_ROUTE, HTTP_REQUEST_METHOD, RPC_SERVICE, RPC_METHOD)
+
+METRICS = {
+    HW_ENERGY: ("counter", UNIT_J),
+    HW_POWER: ("gauge", UNIT_W),
+    HW_HOST_ENERGY: ("counter", UNIT_J),
+    HW_HOST_POWER: ("gauge", UNIT_W),
+    HOST_ENERGY: ("counter", UNIT_J),
+    PROCESS_ENERGY: ("counter", UNIT_J),
+    PROCESS_EMISSIONS: ("counter", UNIT_G),
+    GRID_INTENSITY: ("gauge", UNIT_G_PER_KWH),
+    SPAN_ENERGY: ("histogram", UNIT_J),
+    SPAN_EMISSIONS: ("counter", UNIT_G),
+}

@@ -164,3 +164,52 @@ OTEL_CARBON_WATTTIME_REGION = "OTEL_CARBON_WATTTIME_REGION"
 """WattTime grid region (``CAISO_NORTH``); required with the ``watttime`` provider."""
 
 DEFAULT_INTENSITY_TIMEOUT_S = 5.0
+
+
+# -- Metrics (appended by the meter; see otel_carbon/metrics.py) --------------------------
+OTEL_CARBON_METRIC_SPAN_ATTRIBUTES = "OTEL_CARBON_METRIC_SPAN_ATTRIBUTES"
+"""Comma-separated span attributes to add to the per-span metrics' attributes (beside the
+span name, ``http.route``, ``http.request.method``, ``rpc.service`` and ``rpc.method``).
+Only low-cardinality attributes: URL and ``*.id`` attributes are refused with a warning."""
+
+
+def metric_span_attributes() -> "tuple[str, ...]":
+    raw = os.environ.get(OTEL_CARBON_METRIC_SPAN_ATTRIBUTES, "")
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+# -- Zero-code and configure() (appended by otel_carbon.instrumentor / otel_carbon.setup) --
+OTEL_CARBON_METRICS = "OTEL_CARBON_METRICS"
+"""``on`` (default): the ``carbon`` instrumentor (``opentelemetry-instrument``) and
+``otel_carbon.configure()`` also add the meter instruments; ``off``: span attributes only.
+A ``metrics=`` argument in code beats it."""
+
+DEFAULT_METRICS = "on"
+
+
+def metrics_enabled() -> bool:
+    return env_choice(OTEL_CARBON_METRICS, DEFAULT_METRICS, "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
+
+
+# -- Tracking API and emissions.csv (appended by the tracking module; see otel_carbon/track.py)
+OTEL_CARBON_SAVE_TO_FILE = "OTEL_CARBON_SAVE_TO_FILE"
+"""``true`` (default) or ``false``: whether trackers append a row to ``emissions.csv`` when
+their ``save_to_file`` argument is not given (CodeCarbon's default is to write the file)."""
+OTEL_CARBON_OUTPUT_DIR = "OTEL_CARBON_OUTPUT_DIR"
+"""Folder of ``emissions.csv`` when a tracker's ``output_dir`` is not given (default ``.``)."""
+OTEL_CARBON_TRACK_SCOPE = "OTEL_CARBON_TRACK_SCOPE"
+"""What a tracker's result counts when its ``scope`` is not given: ``process`` (default: the
+whole process's CPU time while it ran, like CodeCarbon's process mode), ``span`` (only the
+work of the tracked span: correct when tracked calls overlap in one process) or ``machine``
+(everything the host drew, idle included, like CodeCarbon's machine mode)."""
+
+
+def save_to_file_default() -> bool:
+    return env_choice(OTEL_CARBON_SAVE_TO_FILE, "true", "true", "false", "1", "0", "yes", "no") in ("true", "1", "yes")
+
+
+def output_dir_default() -> str:
+    return env_str(OTEL_CARBON_OUTPUT_DIR, ".")
+
+
+def track_scope_default() -> str:
+    return env_choice(OTEL_CARBON_TRACK_SCOPE, "process", "process", "span", "machine")

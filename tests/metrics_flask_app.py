@@ -1,0 +1,94 @@
+"""An instrumented Flask app for the Prometheus test: two routes with a 1:4 CPU cost, the
+official Flask instrumentation, a CarbonSpanProcessor, and the Prometheus exporter's HTTP
+server, all on loopback."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+from flask import Flask
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import start_http_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from otel_carbon.metrics import CarbonMetrics
+from otel_carbon.processor import CarbonSpanProcessor
+
+LIGHT_ITERATIONS = 15_000
+COST = {"/light": 1, "/heavy": 4}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # no access log per request
+        pass
+
+
+def burn(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+
+def make_app() -> Flask:
+    app = Flask("otel_carbon_metrics_test")
+
+    @app.route("/light")
+    def light() -> str:
+        return str(burn(COST["/light"] * LIGHT_ITERATIONS))
+
+    @app.route("/heavy")
+    def heavy() -> str:
+        return str(burn(COST["/heavy"] * LIGHT_ITERATIONS))
+
+    return app
+
+
+class InstrumentedApp:
+    """The app served by werkzeug on 127.0.0.1 (threaded), metrics on the exporter's server."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.processor = CarbonSpanProcessor(sampler=sampler)
+        self.tracer_provider.add_span_processor(self.processor)
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = PrometheusMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.carbon = CarbonMetrics(self.meter_provider, sampler=sampler).attach(self.processor)
+        self.app = make_app()
+        FlaskInstrumentor().instrument_app(
+            self.app, tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+        self._metrics_server: Optional[Any] = None
+        self._server: Optional[Any] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "InstrumentedApp":
+        self._metrics_server, _ = start_http_server(0, addr="127.0.0.1")
+        self.metrics_port = self._metrics_server.server_port
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="flask-app", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+        FlaskInstrumentor().uninstrument_app(self.app)
+        self.carbon.shutdown()
+        self.meter_provider.shutdown()  # unregisters the reader from prometheus_client
+        self.tracer_provider.shutdown()
