@@ -34,6 +34,7 @@ from otel_carbon import attributes as A
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
+    _tls,
     install,
     meter_for_span,
     other_thread_cpu_ns,
@@ -58,16 +59,10 @@ CLOCK_OTHER_THREAD = "other_thread"
 CLOCK_NONE = "none"
 
 
-class _Open:
-    """What a span needs at its end: its CPU clock at start and the ledger tick then."""
-
-    __slots__ = ("cpu0_ns", "meter", "clock_id", "tick")
-
-    def __init__(self, cpu0_ns: int, meter: Any, clock_id: Optional[int], tick: Optional[Tick]) -> None:
-        self.cpu0_ns = cpu0_ns
-        self.meter = meter
-        self.clock_id = clock_id  # the starting thread's CPU clock (thread spans)
-        self.tick = tick
+#: What a span needs at its end: its CPU clock at start (ns), the task meter (asyncio) or
+#: None, the starting thread's CPU clock id (threads), and the ledger tick current at start.
+#: A plain tuple: the cheapest object to make on the span path.
+_Open = Tuple[int, Any, Optional[int], Optional[Tick]]
 
 
 class CarbonSpanProcessor(SpanProcessor):
@@ -127,13 +122,15 @@ class CarbonSpanProcessor(SpanProcessor):
             sampler = self._sampler
             if sampler._quiet:  # noqa: SLF001 - one attribute read on the span path
                 sampler.wake()
-            meter = meter_for_span()
-            if meter is not None:
-                state = _Open(meter.now_ns(), meter, None, sampler.ledger.latest)
-            else:
+            tls = _tls
+            if tls.owner is None:  # not inside a timed asyncio task step: the thread clock
                 if running_loop() is not None:
                     ensure_task_timing(running_loop())
-                state = _Open(thread_time_ns(), None, thread_clock_id(), sampler.ledger.latest)
+                clock_id = tls.clock_id if tls.clock_known else thread_clock_id()
+                state: _Open = (thread_time_ns(), None, clock_id, sampler.ledger.latest)
+            else:
+                meter = meter_for_span()
+                state = (meter.now_ns(), meter, None, sampler.ledger.latest)  # type: ignore[union-attr]
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
@@ -207,21 +204,20 @@ class CarbonSpanProcessor(SpanProcessor):
         tick = sampler.ledger.latest
         if state is None or tick is None:
             return {A.METHOD: A.UNAVAILABLE}
-        meter = state.meter
+        cpu0_ns, meter, clock_id, start = state
         if meter is not None:
-            cpu_ns = meter.now_ns() - state.cpu0_ns
+            cpu_ns = meter.now_ns() - cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        elif state.clock_id == thread_clock_id():
-            cpu_ns = thread_time_ns() - state.cpu0_ns
+        elif clock_id == _tls.clock_id:
+            cpu_ns = thread_time_ns() - cpu0_ns
             clock = CLOCK_THREAD
         else:
-            now = other_thread_cpu_ns(state.clock_id)
-            cpu_ns, clock = (now - state.cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
-        cpu_s = max(cpu_ns, 0) / 1e9
+            now = other_thread_cpu_ns(clock_id)
+            cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
+        cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        start = state.tick
         prices = tick.price_j_per_cpu_s
         idle_price = tick.idle_price_j_per_cpu_s
         if start is not None and start is not tick:
@@ -252,7 +248,8 @@ class CarbonSpanProcessor(SpanProcessor):
         values[A.EMISSIONS] = total_j * intensity.pue * intensity.g_per_kwh / A.JOULES_PER_KWH
         values[A.INTENSITY] = intensity.g_per_kwh
         values[A.ZONE] = intensity.zone
-        values[A.METHOD] = A.UNAVAILABLE if sampler.stale(tick, _monotonic_ns()) else tick.method
+        stale = _monotonic_ns() - tick.t_ns > sampler.stale_after_ns
+        values[A.METHOD] = A.UNAVAILABLE if stale else tick.method
         return values
 
     def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:

@@ -117,6 +117,8 @@ class Sampler:
         if not (isinstance(idle_interval_s, (int, float)) and idle_interval_s > 0):
             raise ValueError(f"idle_interval_s must be a number of seconds > 0, got {idle_interval_s!r}")
         self.idle_interval_s = float(max(idle_interval_s, self.interval_s))
+        #: stale_after_s in ns, a plain attribute for the span path
+        self.stale_after_ns = self.stale_after_s * 1e9
         self._quiet = False
         self._wake = threading.Event()
         methods = {s.method for s in probe.sensors}
