@@ -177,6 +177,7 @@ def metric_span_attributes() -> "tuple[str, ...]":
     raw = os.environ.get(OTEL_CARBON_METRIC_SPAN_ATTRIBUTES, "")
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
+
 # -- Zero-code and configure() (appended by otel_carbon.instrumentor / otel_carbon.setup) --
 OTEL_CARBON_METRICS = "OTEL_CARBON_METRICS"
 """``on`` (default): the ``carbon`` instrumentor (``opentelemetry-instrument``) and
