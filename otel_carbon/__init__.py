@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["CarbonSpanProcessor", "__version__"]
+__all__ = ["CarbonSpanProcessor", "EmissionsTracker", "configure", "track_emissions", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +17,12 @@ def __getattr__(name: str) -> Any:
         from otel_carbon.processor import CarbonSpanProcessor
 
         return CarbonSpanProcessor
+    if name == "configure":
+        from otel_carbon.setup import configure
+
+        return configure
+    if name in ("EmissionsTracker", "track_emissions"):
+        from otel_carbon import track
+
+        return getattr(track, name)
     raise AttributeError(f"module 'otel_carbon' has no attribute {name!r}")
