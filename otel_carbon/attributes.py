@@ -34,6 +34,39 @@ SPAN_ATTRIBUTES = {
     CPU_CLOCK: ("string", ""),
 }
 
+# -- tracked runs (the tracking API and ``otel-carbon run``) -----------------------------
+# A tracked run is a span like any other: ``carbon.energy.*`` on it is the span's own share,
+# so sums over spans never count anything twice. When the run's scope is wider than the
+# span (``process``: the whole process's CPU time while the run was open; ``machine``:
+# everything the host drew), the run's figures at that scope ride along as ``carbon.run.*``.
+RUN_SCOPE = "carbon.run.scope"  # span | process | machine | process_tree
+RUN_ENERGY_TOTAL = "carbon.run.energy.total"  # J
+RUN_ENERGY_CPU = "carbon.run.energy.cpu"  # J
+RUN_ENERGY_MEMORY = "carbon.run.energy.memory"  # J
+RUN_ENERGY_GPU = "carbon.run.energy.gpu"  # J
+RUN_ENERGY_IDLE = "carbon.run.energy.idle"  # J
+RUN_CPU_TIME = "carbon.run.cpu.time"  # s
+RUN_EMISSIONS = "carbon.run.emissions"  # g CO2e
+RUN_ID = "carbon.run.id"  # the run_id of the emissions.csv row
+
+RUN_ATTRIBUTES = {
+    RUN_SCOPE: ("string", ""),
+    RUN_ENERGY_TOTAL: ("double", "J"),
+    RUN_ENERGY_CPU: ("double", "J"),
+    RUN_ENERGY_MEMORY: ("double", "J"),
+    RUN_ENERGY_GPU: ("double", "J"),
+    RUN_ENERGY_IDLE: ("double", "J"),
+    RUN_CPU_TIME: ("double", "s"),
+    RUN_EMISSIONS: ("double", "g"),
+    RUN_ID: ("string", ""),
+}
+
+SCOPE_SPAN = "span"
+SCOPE_PROCESS = "process"
+SCOPE_MACHINE = "machine"
+SCOPE_PROCESS_TREE = "process_tree"  # otel-carbon run over a non-Python command
+SCOPES = (SCOPE_SPAN, SCOPE_PROCESS, SCOPE_MACHINE)
+
 # -- values -------------------------------------------------------------------------
 MEASURED = "measured"
 ESTIMATED = "estimated"

@@ -10,10 +10,13 @@ import argparse
 import sys
 from typing import List, Optional
 
+from otel_carbon.cli import compare as _compare
 from otel_carbon.cli import intensity as _intensity
+from otel_carbon.cli import report as _report
+from otel_carbon.cli import run as _run
 from otel_carbon.cli import sensors as _sensors
 
-_COMMANDS = (_sensors, _intensity)
+_COMMANDS = (_sensors, _intensity, _run, _report, _compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,338 @@
+"""``otel-carbon run -- COMMAND ...``: run a command, print its energy and CO2e at exit.
+
+* **Python programs** (``python``, ``python3.12``, this interpreter, or a script whose
+  ``#!`` line names Python) are instrumented with zero code: a ``sitecustomize.py`` put
+  first on ``PYTHONPATH`` instruments the installed libraries (as ``opentelemetry-instrument``
+  does), sets up tracing with our processor and writes the spans as OTLP JSON lines to a
+  file the parent reads at the end (see :mod:`otel_carbon.run_child`).
+* **Every command** (Python or not) is also measured from outside as one span over its
+  process tree: the CPU time of the child and the descendants it waited for
+  (``getrusage(RUSAGE_CHILDREN)``) x the price of a CPU-second over the run's window, from
+  this process's sampler (the price is host-wide, so it applies to any process).
+
+No configuration and no collector are needed: unless ``OTEL_TRACES_EXPORTER`` /
+``OTEL_METRICS_EXPORTER`` are set, the child exports nothing but the file. The summary
+(stderr, so the program's stdout stays clean) says plainly when the figures are
+ESTIMATED from models. The exit code is the child's (128 + N when a signal N killed it;
+127 when the command is not found). SIGTERM and SIGHUP sent to us are passed to the child;
+Ctrl-C reaches the child through the terminal and we wait for it to finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from otel_carbon import attributes as A
+from otel_carbon import attributes as R
+from otel_carbon.report_data import SpanRecord, format_energy, format_grams, group_spans, iter_spans, ranked
+
+_PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?[a-z]?$")
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run a command and print its energy and CO2e (Python programs: per span, zero code)",
+        description="Run COMMAND, measure it, and print duration, energy, CO2e and the top spans at exit. "
+        "Example: otel-carbon run -- python app.py",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="keep the spans as OTLP JSON lines in FILE (appended)")
+    parser.add_argument("--top", type=int, default=5, metavar="N", help="how many span names / routes to list (default 5)")
+    parser.add_argument("--no-instrument", action="store_true", help="measure a Python program as a plain process")
+    parser.add_argument("--no-auto-instrument", action="store_true",
+                        help="Python: do not instrument installed libraries (Flask, requests...); spans come only "
+                        "from the program's own tracing and the root span (saves their start-up time)")
+    parser.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON to FILE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command (after --)")
+    parser.set_defaults(func=run)
+
+
+def is_python(command: List[str]) -> bool:
+    """Whether ``command`` starts a Python interpreter (by name, path, or ``#!`` line)."""
+    exe = command[0]
+    if _PYTHON_NAME.match(os.path.basename(exe)):
+        return True
+    found = shutil.which(exe)
+    if found is None:
+        return False
+    try:
+        if os.path.realpath(found) == os.path.realpath(sys.executable):
+            return True
+        with open(found, "rb") as fh:
+            first = fh.readline(256)
+    except OSError:
+        return False
+    if not first.startswith(b"#!"):
+        return False
+    words = first[2:].decode("utf-8", "replace").split()
+    names = [os.path.basename(w) for w in words[:2]]
+    return any(_PYTHON_NAME.match(n) for n in names)
+
+
+def _child_env(spans_path: str, boot_dir: str, name: str, traceparent: str, command: List[str],
+               auto_instrument: bool) -> Dict[str, str]:
+    from otel_carbon.run_child import (
+        ENV_AUTO_INSTRUMENT,
+        ENV_NAME,
+        ENV_SPANS_FILE,
+        ENV_TRACEPARENT,
+        ENV_USER_METRICS_EXPORTER,
+        ENV_USER_TRACES_EXPORTER,
+    )
+
+    env = dict(os.environ)
+    env[ENV_SPANS_FILE] = spans_path
+    env[ENV_NAME] = name
+    env[ENV_TRACEPARENT] = traceparent
+    env[ENV_AUTO_INSTRUMENT] = "1" if auto_instrument else "0"
+    script = next((a for a in command[1:] if not a.startswith("-")), "") if _PYTHON_NAME.match(os.path.basename(command[0])) else command[0]
+    env.setdefault("OTEL_SERVICE_NAME", os.path.basename(script) or "python")
+    env[ENV_USER_TRACES_EXPORTER] = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    env[ENV_USER_METRICS_EXPORTER] = os.environ.get("OTEL_METRICS_EXPORTER", "")
+    for var in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER"):
+        env.setdefault(var, "none")  # no collector needed: nothing is sent unless asked
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (boot_dir, os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _cpu_children_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tree_figures(sampler: Any, t0_ns: int, t1_ns: int, cpu_s: float) -> Tuple[Dict[str, float], Any, str]:
+    """Energy per component of ``cpu_s`` CPU-seconds over [t0, t1]: the window's price
+    when it saw enough busy CPU time, else the latest trailing price."""
+    ledger = sampler.ledger
+    tick = ledger.latest
+    if tick is None:
+        return {}, None, A.UNAVAILABLE
+    window = ledger.window(t0_ns, t1_ns)
+    energy: Dict[str, float] = {A.CPU: 0.0, A.MEMORY: 0.0}
+    if window is not None and window.busy_s >= 0.05 and window.duration_s >= 0.2:
+        for name in ledger.components:
+            energy[name] = energy.get(name, 0.0) + cpu_s * window.active_j.get(name, 0.0) / window.busy_s
+        idle_price = sum(window.idle_j.values()) / window.busy_s
+    else:
+        for name, price in zip(ledger.components, tick.price_j_per_cpu_s):
+            energy[name] = energy.get(name, 0.0) + cpu_s * price
+        idle_price = tick.idle_price_j_per_cpu_s
+    from otel_carbon import config
+
+    if config.idle_policy() == "cpu":
+        energy["idle"] = cpu_s * idle_price
+    return energy, tick.intensity, tick.method
+
+
+class _Signals:
+    """Pass SIGTERM/SIGHUP to the child; wait through Ctrl-C (the child gets it too)."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.saved: Dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signum)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "_Signals":
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self.saved[sig] = signal.signal(sig, self._forward)
+            except (ValueError, OSError):  # not the main thread
+                pass
+        try:
+            self.saved[signal.SIGINT] = signal.signal(signal.SIGINT, lambda s, f: None)
+        except (ValueError, OSError):
+            pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.saved.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
+
+
+def run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("otel-carbon run: no command given (usage: otel-carbon run -- COMMAND [ARGS...])", file=sys.stderr)
+        return 2
+    return run_command(command, output=args.output, top=args.top, instrument=not args.no_instrument,
+                       summary_json=args.summary_json, auto_instrument=not args.no_auto_instrument)
+
+
+def run_command(command: List[str], *, output: Optional[str] = None, top: int = 5, instrument: bool = True,
+                summary_json: Optional[str] = None, auto_instrument: bool = True) -> int:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import format_span_id, format_trace_id
+
+    from otel_carbon.exporters.otlp_json import OtlpJsonFileSpanExporter
+    from otel_carbon.sampler import get_sampler
+
+    name = " ".join(command)
+    python = instrument and is_python(command)
+    work = tempfile.mkdtemp(prefix="otel-carbon-run-")
+    spans_path = os.path.abspath(output) if output else os.path.join(work, "spans.jsonl")
+    sampler = get_sampler()
+    provider = TracerProvider(resource=Resource.create({"service.name": "otel-carbon run"}))
+    provider.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(spans_path)))
+    span = provider.get_tracer("otel_carbon.cli.run").start_span(
+        f"otel-carbon run: {name}"[:200], attributes={R.RUN_SCOPE: R.SCOPE_PROCESS_TREE, "process.command_line": name}
+    )
+    ctx = span.get_span_context()
+    traceparent = f"00-{format_trace_id(ctx.trace_id)}-{format_span_id(ctx.span_id)}-01"
+    start_offset = os.path.getsize(spans_path) if os.path.exists(spans_path) else 0  # --output appends
+    env = None
+    if python:
+        from otel_carbon.run_child import SITECUSTOMIZE
+
+        boot_dir = os.path.join(work, "boot")
+        os.mkdir(boot_dir)
+        with open(os.path.join(boot_dir, "sitecustomize.py"), "w", encoding="utf-8") as fh:
+            fh.write(SITECUSTOMIZE)
+        env = _child_env(spans_path, boot_dir, name, traceparent, command, auto_instrument)
+    try:
+        with _Signals() as signals:
+            cpu0 = _cpu_children_s()
+            t0_ns = time.monotonic_ns()
+            try:
+                proc = subprocess.Popen(command, env=env)
+            except FileNotFoundError:
+                print(f"otel-carbon run: command not found: {command[0]}", file=sys.stderr)
+                span.end()
+                return 127
+            except PermissionError:
+                print(f"otel-carbon run: permission denied: {command[0]}", file=sys.stderr)
+                span.end()
+                return 126
+            signals.proc = proc
+            while True:
+                try:
+                    returncode = proc.wait()
+                    break
+                except KeyboardInterrupt:  # pragma: no cover - handler installed, belt and braces
+                    continue
+            t1_ns = time.monotonic_ns()
+            cpu_s = max(_cpu_children_s() - cpu0, 0.0)
+        sampler.tick()  # a reading at the end of the run
+        summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
+                             start_offset, format_span_id(ctx.span_id), span, top)
+        provider.shutdown()
+        if output is None:
+            summary["spans_file"] = None
+        print(format_summary(summary, top), file=sys.stderr)
+        if summary_json:
+            with open(summary_json, "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=2, default=str)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _summarise(sampler: Any, name: str, command: List[str], python: bool, returncode: int, t0_ns: int, t1_ns: int,
+               cpu_s: float, spans_path: str, start_offset: int, our_span_id: str, span: Any,
+               top: int) -> Dict[str, Any]:
+    energy, intensity, method = _tree_figures(sampler, t0_ns, t1_ns, cpu_s)
+    spans: List[SpanRecord] = []
+    try:
+        with open(spans_path, encoding="utf-8", errors="replace") as fh:
+            fh.seek(start_offset)  # only what this run wrote
+            spans = list(iter_spans(fh))
+    except OSError:
+        spans = []
+    roots = [s for s in spans if s.parent_span_id == our_span_id]
+    inner = [s for s in spans if s.parent_span_id != our_span_id and s.span_id != our_span_id]
+    gpu_j = sum(s.number(R.RUN_ENERGY_GPU) or 0.0 for s in roots)
+    if gpu_j:
+        energy[A.GPU] = gpu_j
+    total_j = sum(energy.values())
+    g_per_kwh = intensity.g_per_kwh if intensity is not None else 0.0
+    pue = intensity.pue if intensity is not None else 1.0
+    emissions_g = total_j * g_per_kwh * pue / A.JOULES_PER_KWH
+    duration_s = (t1_ns - t0_ns) / 1e9
+    attributes = {
+        A.CPU_TIME: cpu_s, A.ENERGY_TOTAL: total_j, A.EMISSIONS: emissions_g, A.INTENSITY: g_per_kwh,
+        A.ZONE: intensity.zone if intensity is not None else "", A.METHOD: method, "process.exit.code": returncode,
+    }
+    for component, key in ((A.CPU, A.ENERGY_CPU), (A.MEMORY, A.ENERGY_MEMORY), (A.GPU, A.ENERGY_GPU), ("idle", A.ENERGY_IDLE)):
+        if component in energy:
+            attributes[key] = energy[component]
+    span.set_attributes(attributes)
+    span.end()
+    top_rows = []
+    for g in ranked(group_spans(inner))[: max(top, 0)]:
+        top_rows.append({"key": g.key, "count": g.count, "energy_total_j": g.total_energy_j,
+                         "energy_mean_j": g.mean_energy_j, "emissions_total_g": g.total_emissions_g,
+                         "duration_mean_s": g.mean_duration_s})
+    return {
+        "command": command, "python_instrumented": python and bool(roots), "exit_code": returncode,
+        "duration_s": duration_s, "cpu_time_s": cpu_s, "energy_j": energy, "energy_total_j": total_j,
+        "energy_kwh": total_j / A.JOULES_PER_KWH, "emissions_g": emissions_g, "intensity_g_per_kwh": g_per_kwh,
+        "pue": pue, "zone": attributes[A.ZONE], "method": method, "spans": len(inner),
+        "spans_energy_j": sum(s.energy_j or 0.0 for s in inner if not s.parent_span_id),
+        "top_spans": top_rows, "spans_file": spans_path, "python_expected": python,
+        "python_root_energy_j": sum(s.number(R.RUN_ENERGY_TOTAL) or 0.0 for s in roots),
+        "python_root_duration_s": sum(s.duration_s for s in roots),
+    }
+
+
+def format_summary(s: Dict[str, Any], top: int) -> str:
+    parts = ", ".join(f"{k} {format_energy(v)}" for k, v in s["energy_j"].items())
+    method = s["method"]
+    if method == A.MEASURED:
+        how = "measured (hardware energy counters)"
+    elif method in (A.ESTIMATED, A.MIXED):
+        how = ("ESTIMATED: no hardware energy counter could be read for every component, so the figures come from "
+               "power models (run `otel-carbon sensors` to see which and why)")
+        if method == A.MIXED:
+            how = "MIXED: partly " + how
+    else:
+        how = "UNAVAILABLE: the energy sensors could not be read"
+    lines = [
+        f"otel-carbon run: {' '.join(s['command'])}",
+        f"  exit code   {s['exit_code']}",
+        f"  duration    {s['duration_s']:.3f} s",
+        f"  CPU time    {s['cpu_time_s']:.3f} s (the process tree)",
+        f"  energy      {format_energy(s['energy_total_j'])} = {s['energy_kwh']:.3g} kWh  ({parts})",
+        f"  CO2e        {format_grams(s['emissions_g'])}  ({s['intensity_g_per_kwh']:.4g} g/kWh, zone {s['zone']}, PUE {s['pue']:g})",
+        f"  method      {how}",
+    ]
+    if s["zone"] == "world":
+        lines.append("  location    not configured: world-average intensity used; set OTEL_CARBON_COUNTRY "
+                     "(e.g. FR), OTEL_CARBON_REGION or cloud.region")
+    if s["python_expected"] and not s["python_instrumented"]:
+        lines.append("  spans       none received from the Python program (it exited early, or could not "
+                     "import otel_carbon): measured as a process only")
+    if s["python_instrumented"]:
+        lines.append(f"  in Python   {format_energy(s['python_root_energy_j'])} over {s['python_root_duration_s']:.3f} s "
+                     "from the end of start-up (interpreter and instrumentation start-up are in the totals above)")
+    if s["top_spans"]:
+        lines.append(f"  top spans by energy ({s['spans']} spans inside the program):")
+        width = max(len(r["key"]) for r in s["top_spans"])
+        for r in s["top_spans"]:
+            lines.append(f"    {r['key']:<{width}}  x{r['count']:<6} {format_energy(r['energy_total_j']):>10}"
+                         f"  mean {format_energy(r['energy_mean_j']):>10}  {format_grams(r['emissions_total_g']):>9} CO2e")
+    if s.get("spans_file"):
+        lines.append(f"  spans file  {s['spans_file']} (otel-carbon report {s['spans_file']})")
+    return "\n".join(lines)
