@@ -1,6 +1,7 @@
 """Quick start: a traced program whose spans carry energy (J) and CO2e (g).
 
 Run:  python examples/quickstart.py
+ or:  otel-carbon run -- python examples/quickstart.py   (adds a summary at exit)
 
 It sets up an ordinary OpenTelemetry tracer provider, adds ``CarbonSpanProcessor`` next to
 the exporting processor, does some work of different CPU cost in threads and in asyncio
@@ -49,10 +50,19 @@ def hash_work(rounds: int) -> str:
 
 
 def main() -> None:
-    provider = TracerProvider(resource=Resource.create({"service.name": "quickstart"}))
-    provider.add_span_processor(SimpleSpanProcessor(TableExporter()))
-    provider.add_span_processor(CarbonSpanProcessor())
-    trace.set_tracer_provider(provider)
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        # Already set up (under `otel-carbon run` or `opentelemetry-instrument`): the
+        # carbon processor is in place; just print the spans too.
+        provider = current
+        provider.add_span_processor(SimpleSpanProcessor(TableExporter()))
+        owned = False
+    else:
+        provider = TracerProvider(resource=Resource.create({"service.name": "quickstart"}))
+        provider.add_span_processor(SimpleSpanProcessor(TableExporter()))
+        provider.add_span_processor(CarbonSpanProcessor())
+        trace.set_tracer_provider(provider)
+        owned = True
     tracer = trace.get_tracer("quickstart")
 
     with tracer.start_as_current_span("batch-job"):
@@ -80,7 +90,8 @@ def main() -> None:
         await asyncio.gather(*(request(i) for i in range(4)))
 
     asyncio.run(serve())
-    provider.shutdown()
+    if owned:
+        provider.shutdown()
 
 
 if __name__ == "__main__":
