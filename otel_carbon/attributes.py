@@ -18,6 +18,7 @@ EMISSIONS = "carbon.emissions"  # g CO2e
 INTENSITY = "carbon.intensity"  # g CO2e / kWh
 ZONE = "carbon.zone"  # where the intensity comes from: FR, US-CA, aws:eu-west-1, world
 METHOD = "carbon.method"  # measured | estimated | mixed | unavailable
+EMBODIED = "carbon.embodied"  # g CO2e, share of the host's embodied carbon (when configured)
 CPU_CLOCK = "carbon.cpu.clock"  # thread | task | other_thread | none: how carbon.cpu.time was read
 
 SPAN_ATTRIBUTES = {
@@ -32,6 +33,7 @@ SPAN_ATTRIBUTES = {
     ZONE: ("string", ""),
     METHOD: ("string", ""),
     CPU_CLOCK: ("string", ""),
+    EMBODIED: ("double", "g"),
 }
 
 # -- tracked runs (the tracking API and ``otel-carbon run``) -----------------------------

@@ -33,6 +33,10 @@ OTEL_CARBON_IDLE_POLICY = "OTEL_CARBON_IDLE_POLICY"
 """``none`` (default): idle energy is reported, not put on spans; ``cpu``: spans also
 carry a share of idle energy (``carbon.energy.idle``) in proportion to their CPU time."""
 
+OTEL_CARBON_EMBODIED_G_PER_HOUR = "OTEL_CARBON_EMBODIED_G_PER_HOUR"
+"""The host's embodied carbon rate in g CO2e per hour (e.g. manufacturing emissions over
+the server's lifetime); spans then carry their share as ``carbon.embodied``. Default: off."""
+
 # Sampler and processor
 OTEL_CARBON_SAMPLE_INTERVAL = "OTEL_CARBON_SAMPLE_INTERVAL"
 """Seconds between sampler ticks (default 0.1)."""
@@ -127,6 +131,10 @@ def powercap_root() -> str:
 
 def idle_policy() -> str:
     return env_choice(OTEL_CARBON_IDLE_POLICY, "none", "none", "cpu")
+
+
+def embodied_g_per_hour() -> Optional[float]:
+    return env_non_negative_float(OTEL_CARBON_EMBODIED_G_PER_HOUR, None)
 
 
 def max_open_spans() -> int:

@@ -56,6 +56,8 @@ class Tick:
         "charged_j",
         "charged_by_j",
         "charged_idle_j",
+        "wall_s_per_busy_s",
+        "charged_wall_s",
         "gpu_proc_j",
         "gpu_per_span_j",
         "gpu_per_span_w",
@@ -84,6 +86,8 @@ class Tick:
         method: str,
         charged_by_j: Tuple[float, ...] = (),
         charged_idle_j: float = 0.0,
+        wall_s_per_busy_s: float = 0.0,
+        charged_wall_s: float = 0.0,
     ) -> None:
         self.t_ns = t_ns
         self.energy_j = energy_j
@@ -97,6 +101,11 @@ class Tick:
         self.charged_j = charged_j
         self.charged_by_j = charged_by_j  # charged_j per component (same order as energy_j)
         self.charged_idle_j = charged_idle_j  # idle energy at the idle price, same CPU-seconds
+        # Host wall-clock seconds per busy host CPU-second (trailing), and the host-seconds
+        # charged to this process at that rate: the share of anything the host has per unit
+        # of time (embodied carbon) that this process's CPU time stands for.
+        self.wall_s_per_busy_s = wall_s_per_busy_s
+        self.charged_wall_s = charged_wall_s
         self.gpu_proc_j = gpu_proc_j
         self.gpu_per_span_j = gpu_per_span_j
         self.gpu_per_span_w = gpu_per_span_w
@@ -209,11 +218,12 @@ class Ledger:
                 idle[i] += d_idle
                 active[i] += d_active
             busy_s = prev.busy_s + d_busy  # monotonic even if /proc/stat stutters
-            price, idle_price = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
+            price, idle_price, wall_per_busy = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
             d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)
             charged = prev.charged_j + d_proc * sum(price)
             charged_by = tuple(c + d_proc * p for c, p in zip(prev.charged_by_j, price))
             charged_idle = prev.charged_idle_j + d_proc * idle_price
+            charged_wall = prev.charged_wall_s + d_proc * wall_per_busy
             d_gpu = max(gpu_proc_j - prev.gpu_proc_j, 0.0)
             if active_spans > 0:
                 per_span = prev.gpu_per_span_j + d_gpu / active_spans
@@ -225,7 +235,7 @@ class Ledger:
             tick = Tick(
                 t_ns, energy, tuple(active), tuple(idle), busy_s, total_s, max(proc_cpu_s, prev.proc_cpu_s),
                 price, idle_price, charged, max(gpu_proc_j, prev.gpu_proc_j), per_span, per_span_w, unattributed,
-                intensity, method, charged_by, charged_idle,
+                intensity, method, charged_by, charged_idle, wall_per_busy, charged_wall,
             )
         with self._lock:
             self._ticks.append(tick)
@@ -236,8 +246,8 @@ class Ledger:
 
     def _trailing_prices(
         self, t_ns: int, active: Tuple[float, ...], idle: Tuple[float, ...], busy_s: float, prev: Tick
-    ) -> Tuple[Tuple[float, ...], float]:
-        """Prices over the shortest trailing window of >= PRICE_WINDOW_NS with enough busy
+    ) -> Tuple[Tuple[float, ...], float, float]:
+        """Prices (and host wall seconds per busy CPU-second) over the shortest trailing window of >= PRICE_WINDOW_NS with enough busy
         time (at most MAX_PRICE_WINDOW_NS). ``_price_base`` holds the ticks from the window's
         start on; the start only moves forward, so this is O(1) amortised per tick."""
         window = self._price_base
@@ -252,10 +262,10 @@ class Ledger:
         base = window[0] if window else prev
         d_busy = busy_s - base.busy_s
         if d_busy < MIN_PRICE_BUSY_S:
-            return prev.price_j_per_cpu_s, prev.idle_price_j_per_cpu_s
+            return prev.price_j_per_cpu_s, prev.idle_price_j_per_cpu_s, prev.wall_s_per_busy_s
         price = tuple((a - b) / d_busy for a, b in zip(active, base.active_j))
         idle_price = (sum(idle) - sum(base.idle_j)) / d_busy
-        return price, idle_price
+        return price, idle_price, (t_ns - base.t_ns) / 1e9 / d_busy
 
     # -- reading ----------------------------------------------------------------------------
 

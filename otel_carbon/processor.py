@@ -76,6 +76,10 @@ class CarbonSpanProcessor(SpanProcessor):
         idle_policy: ``"none"`` or ``"cpu"``; default ``OTEL_CARBON_IDLE_POLICY``.
         max_open_spans: most spans tracked while open; the oldest are dropped beyond it
             (counted in :attr:`dropped_open_spans`). Default ``OTEL_CARBON_MAX_OPEN_SPANS``.
+        embodied_g_per_hour: the host's embodied carbon rate; each span then carries its
+            share as ``carbon.embodied`` (g): the rate times the host time its CPU-seconds
+            stand for (its share of the host's busy CPU time), the rule that prices energy.
+            Default ``OTEL_CARBON_EMBODIED_G_PER_HOUR`` (off).
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class CarbonSpanProcessor(SpanProcessor):
         sampler: Optional[Sampler] = None,
         idle_policy: Optional[str] = None,
         max_open_spans: Optional[int] = None,
+        embodied_g_per_hour: Optional[float] = None,
     ) -> None:
         for p in processors:
             if not isinstance(p, SpanProcessor):
@@ -96,6 +101,13 @@ class CarbonSpanProcessor(SpanProcessor):
             max_open_spans = config.max_open_spans()
         if not isinstance(max_open_spans, int) or isinstance(max_open_spans, bool) or max_open_spans < 1:
             raise ValueError(f"max_open_spans must be an int >= 1, got {max_open_spans!r}")
+        if embodied_g_per_hour is None:
+            embodied_g_per_hour = config.embodied_g_per_hour()
+        if embodied_g_per_hour is not None and not (
+            isinstance(embodied_g_per_hour, (int, float)) and 0 <= embodied_g_per_hour < float("inf")
+        ):
+            raise ValueError(f"embodied_g_per_hour must be a number >= 0 (g CO2e per hour), got {embodied_g_per_hour!r}")
+        self._embodied_g_per_s = (embodied_g_per_hour or 0.0) / 3600.0
         self._wrapped: Tuple[SpanProcessor, ...] = processors
         self._idle = idle_policy == "cpu"
         self._max_open = max_open_spans
@@ -220,6 +232,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._refresh_layout()
         prices = tick.price_j_per_cpu_s
         idle_price = tick.idle_price_j_per_cpu_s
+        wall_per_cpu = tick.wall_s_per_busy_s
         if start is not None and start is not tick:
             # The price the process paid per CPU-second over the span's window: spans and
             # the process's charge then use one price, which is what conservation needs.
@@ -229,6 +242,7 @@ class CarbonSpanProcessor(SpanProcessor):
                 if min(window) >= 0:
                     prices = window
                     idle_price = max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0)
+                    wall_per_cpu = max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0)
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0
         for name, i in self._layout:
@@ -243,6 +257,8 @@ class CarbonSpanProcessor(SpanProcessor):
             idle_j = cpu_s * idle_price
             values[A.ENERGY_IDLE] = idle_j
             total_j += idle_j
+        if self._embodied_g_per_s:
+            values[A.EMBODIED] = cpu_s * wall_per_cpu * self._embodied_g_per_s
         intensity = tick.intensity
         values[A.ENERGY_TOTAL] = total_j
         values[A.EMISSIONS] = total_j * intensity.pue * intensity.g_per_kwh / A.JOULES_PER_KWH

@@ -263,3 +263,42 @@ def test_shutdown_and_flush_are_safe_twice(ccf_sampler):
     provider.shutdown()
     provider.shutdown()
     carbon.shutdown()
+
+
+def test_embodied_carbon_follows_the_spans_share_of_host_cpu_time():
+    sensor = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=1)
+    sampler = make_sampler([sensor], interval_s=0.02)
+    exporter = InMemorySpanExporter()
+    rate_g_per_hour = 3600.0  # 1 g per second of host time
+    provider = provider_with(
+        CarbonSpanProcessor(sampler=sampler, embodied_g_per_hour=rate_g_per_hour), SimpleSpanProcessor(exporter)
+    )
+    tracer = provider.get_tracer("t")
+    try:
+        burn_cpu_s(1.2)  # a trailing window of steady load
+        first = sampler.ledger.latest
+        for i in range(10):
+            with tracer.start_as_current_span(f"w-{i}"):
+                burn_cpu_s(0.1)
+        time.sleep(0.05)
+        last = sampler.ledger.latest
+    finally:
+        sampler.shutdown()
+    spans = exporter.get_finished_spans()
+    embodied_g = sum(s.attributes[A.EMBODIED] for s in spans)
+    span_cpu_s = sum(s.attributes[A.CPU_TIME] for s in spans)
+    # The spans' share of the host's busy CPU time over the run, times the host time elapsed.
+    host_s = (last.t_ns - first.t_ns) / 1e9
+    share = span_cpu_s / (last.busy_s - first.busy_s)
+    assert embodied_g == pytest.approx(rate_g_per_hour / 3600 * host_s * share, rel=0.15)
+    assert all(s.attributes[A.EMBODIED] > 0 for s in spans)
+
+
+def test_embodied_is_absent_unless_configured(ccf_sampler):
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("s"):
+        pass
+    assert A.EMBODIED not in exporter.get_finished_spans()[0].attributes
+    with pytest.raises(ValueError, match="embodied_g_per_hour"):
+        CarbonSpanProcessor(sampler=ccf_sampler, embodied_g_per_hour=-1)
