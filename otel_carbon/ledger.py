@@ -220,10 +220,12 @@ class Ledger:
             busy_s = prev.busy_s + d_busy  # monotonic even if /proc/stat stutters
             price, idle_price, wall_per_busy = self._trailing_prices(t_ns, tuple(active), tuple(idle), busy_s, prev)
             d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)
-            charged = prev.charged_j + d_proc * sum(price)
-            charged_by = tuple(c + d_proc * p for c, p in zip(prev.charged_by_j, price))
-            charged_idle = prev.charged_idle_j + d_proc * idle_price
-            charged_wall = prev.charged_wall_s + d_proc * wall_per_busy
+            # The interval (prev, now] is charged at the prices known at its start: the ones a
+            # span ending inside it used (the latest tick's), so spans and charges agree.
+            charged = prev.charged_j + d_proc * sum(prev.price_j_per_cpu_s)
+            charged_by = tuple(c + d_proc * p for c, p in zip(prev.charged_by_j, prev.price_j_per_cpu_s))
+            charged_idle = prev.charged_idle_j + d_proc * prev.idle_price_j_per_cpu_s
+            charged_wall = prev.charged_wall_s + d_proc * prev.wall_s_per_busy_s
             d_gpu = max(gpu_proc_j - prev.gpu_proc_j, 0.0)
             if active_spans > 0:
                 per_span = prev.gpu_per_span_j + d_gpu / active_spans

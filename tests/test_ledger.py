@@ -286,8 +286,10 @@ def test_constant_rates_give_the_active_power_per_busy_cpu_second():
     window = ledger.window(ticks[0].t_ns, ticks[-1].t_ns)
     assert window.price_j_per_cpu_s == pytest.approx(sum(expected))
     assert window.idle_power_w == pytest.approx(sum(idle_w))
-    # the process is charged its CPU-seconds at that price
-    assert window.charged_j == pytest.approx(window.proc_cpu_s * sum(expected))
+    # the process is charged its CPU-seconds at that price (each interval at the price
+    # known at its start: from the second interval on, once the first price is measured)
+    charged = ledger.window(ticks[1].t_ns, ticks[-1].t_ns)
+    assert charged.charged_j == pytest.approx(charged.proc_cpu_s * sum(expected))
     assert window.process_share == pytest.approx(0.5 / busy_rate)
 
 
