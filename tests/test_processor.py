@@ -222,7 +222,7 @@ def test_idle_policy_cpu_adds_a_separate_idle_share():
     exporter = InMemorySpanExporter()
     provider = provider_with(CarbonSpanProcessor(sampler=sampler, idle_policy="cpu"), SimpleSpanProcessor(exporter))
     try:
-        time.sleep(1.2)  # a trailing price window
+        burn_cpu_s(1.2)  # a trailing price window with busy time in it (an idle host has no price)
         with provider.get_tracer("t").start_as_current_span("w"):
             burn_cpu_s(0.05)
     finally:
