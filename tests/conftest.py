@@ -39,6 +39,18 @@ from otel_carbon.sampler import Sampler  # noqa: E402
 from otel_carbon.sensors.probe import Probe  # noqa: E402
 
 
+def burn_cpu_s(seconds: float) -> float:
+    """Spin on this thread for ``seconds`` of its own CPU time; return what was used."""
+    import time
+
+    start = time.thread_time()
+    x = 0
+    while time.thread_time() - start < seconds:
+        for i in range(100):
+            x += i * i
+    return time.thread_time() - start
+
+
 def make_sampler(sensors, interval_s=0.05, g_per_kwh=100.0, zone="TEST", pue=1.0, start=True, idle_interval_s=1.0):
     """A private sampler over the given sensor objects, with a fixed intensity."""
     intensity = StaticIntensitySource(Intensity(g_per_kwh=g_per_kwh, zone=zone, pue=pue, source="test"))

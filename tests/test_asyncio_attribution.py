@@ -10,18 +10,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from conftest import burn_cpu_s as burn
 from otel_carbon import CarbonSpanProcessor
 from otel_carbon import attributes as A
 
 uvloop = pytest.importorskip("uvloop", reason="uvloop is in the test extra; install '.[test]'")
 
 
-def burn(seconds: float) -> None:
-    start = time.thread_time()
-    x = 0
-    while time.thread_time() - start < seconds:
-        for i in range(200):
-            x += i * i
 
 
 async def request(tracer, name: str, steps: int, step_cpu_s: float) -> None:

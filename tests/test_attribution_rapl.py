@@ -21,19 +21,12 @@ from otel_carbon import CarbonSpanProcessor
 from otel_carbon import attributes as A
 from otel_carbon.sensors.rapl import probe_rapl
 
-from conftest import make_sampler
+from conftest import burn_cpu_s as burn, make_sampler
 from powercap_tree import CounterDriver, build_intel_tree
 
 WATTS = 40.0
 
 
-def burn(seconds: float) -> float:
-    start = time.thread_time()
-    x = 0
-    while time.thread_time() - start < seconds:
-        for i in range(100):
-            x += i * i
-    return time.thread_time() - start
 
 
 @pytest.fixture

@@ -15,19 +15,11 @@ from otel_carbon import CarbonSpanProcessor
 from otel_carbon import attributes as A
 from otel_carbon.sensors.cpu_model import CpuModelSensor
 
-from conftest import make_sampler
+from conftest import burn_cpu_s, make_sampler
 
 PRICE_J_PER_CPU_S = 4.0  # the ccf_sampler fixture's max - min watts per vCPU
 
 
-def burn_cpu_s(seconds: float) -> float:
-    """Spin on this thread for ``seconds`` of its own CPU time; return what was used."""
-    start = time.thread_time()
-    x = 0
-    while time.thread_time() - start < seconds:
-        for i in range(200):
-            x += i * i
-    return time.thread_time() - start
 
 
 def provider_with(*processors):

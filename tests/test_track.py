@@ -20,17 +20,12 @@ from otel_carbon import attributes as A
 from otel_carbon import attributes as R
 from otel_carbon.intensity import resolve_intensity
 
+from conftest import burn_cpu_s
+
 PRICE_J_PER_CPU_S = 4.0  # the ccf_sampler fixture: max - min watts per vCPU
 G_PER_KWH = 100.0  # make_sampler's intensity
 
 
-def burn_cpu_s(seconds: float) -> float:
-    start = time.thread_time()
-    x = 0
-    while time.thread_time() - start < seconds:
-        for i in range(200):
-            x += i * i
-    return time.thread_time() - start
 
 
 @pytest.fixture
