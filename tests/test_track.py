@@ -17,7 +17,6 @@ from opentelemetry.trace import StatusCode
 
 from otel_carbon import CarbonSpanProcessor, EmissionsTracker, track_emissions
 from otel_carbon import attributes as A
-from otel_carbon import attributes as R
 from otel_carbon.intensity import resolve_intensity
 
 from conftest import burn_cpu_s
@@ -74,10 +73,10 @@ def test_bare_decorator_process_scope(ccf_sampler, traced, monkeypatch):
     (span,) = exporter.get_finished_spans()
     assert span.name.endswith("job")
     attrs = span.attributes
-    assert attrs[R.RUN_SCOPE] == "process" and attrs[R.RUN_ID] == r.run_id
+    assert attrs[A.RUN_SCOPE] == "process" and attrs[A.RUN_ID] == r.run_id
     assert uuid.UUID(r.run_id).version == 4 and str(uuid.UUID(r.run_id)) == r.run_id
-    assert attrs[R.RUN_ENERGY_TOTAL] == pytest.approx(r.energy_total_j)
-    assert attrs[R.RUN_CPU_TIME] == pytest.approx(r.cpu_time_s)
+    assert attrs[A.RUN_ENERGY_TOTAL] == pytest.approx(r.energy_total_j)
+    assert attrs[A.RUN_CPU_TIME] == pytest.approx(r.cpu_time_s)
     # the span's own share (its thread) is there too, as on every span
     assert attrs[A.CPU_TIME] == pytest.approx(used, rel=0.1)
     assert attrs[A.ENERGY_CPU] == pytest.approx(attrs[A.CPU_TIME] * PRICE_J_PER_CPU_S, rel=1e-6)
@@ -110,7 +109,7 @@ def test_span_scope_counts_only_the_span_work(ccf_sampler, traced):
     assert r.energy_total_j == pytest.approx(used * PRICE_J_PER_CPU_S, rel=0.1)
     (span,) = exporter.get_finished_spans()
     assert span.attributes[A.ENERGY_TOTAL] == pytest.approx(r.energy_total_j)
-    assert R.RUN_ENERGY_TOTAL not in span.attributes  # same as the span's own figures
+    assert A.RUN_ENERGY_TOTAL not in span.attributes  # same as the span's own figures
 
 
 @pytest.mark.parametrize("sdk", [True, False])

@@ -34,7 +34,6 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon import attributes as A
-from otel_carbon import attributes as R
 from otel_carbon.report_data import SpanRecord, format_energy, format_grams, group_spans, iter_spans, ranked
 
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?[a-z]?$")
@@ -198,7 +197,7 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-carbon run"}))
     provider.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(spans_path)))
     span = provider.get_tracer("otel_carbon.cli.run").start_span(
-        f"otel-carbon run: {name}"[:200], attributes={R.RUN_SCOPE: R.SCOPE_PROCESS_TREE, "process.command_line": name}
+        f"otel-carbon run: {name}"[:200], attributes={A.RUN_SCOPE: A.SCOPE_PROCESS_TREE, "process.command_line": name}
     )
     ctx = span.get_span_context()
     traceparent = f"00-{format_trace_id(ctx.trace_id)}-{format_span_id(ctx.span_id)}-01"
@@ -263,7 +262,7 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
         spans = []
     roots = [s for s in spans if s.parent_span_id == our_span_id]
     inner = [s for s in spans if s.parent_span_id != our_span_id and s.span_id != our_span_id]
-    gpu_j = sum(s.number(R.RUN_ENERGY_GPU) or 0.0 for s in roots)
+    gpu_j = sum(s.number(A.RUN_ENERGY_GPU) or 0.0 for s in roots)
     if gpu_j:
         energy[A.GPU] = gpu_j
     total_j = sum(energy.values())
@@ -292,7 +291,7 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
         "pue": pue, "zone": attributes[A.ZONE], "method": method, "spans": len(inner),
         "spans_energy_j": sum(s.energy_j or 0.0 for s in inner if not s.parent_span_id),
         "top_spans": top_rows, "spans_file": spans_path, "python_expected": python,
-        "python_root_energy_j": sum(s.number(R.RUN_ENERGY_TOTAL) or 0.0 for s in roots),
+        "python_root_energy_j": sum(s.number(A.RUN_ENERGY_TOTAL) or 0.0 for s in roots),
         "python_root_duration_s": sum(s.duration_s for s in roots),
     }
 

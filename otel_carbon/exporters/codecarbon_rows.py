@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_carbon import __version__
 from otel_carbon import attributes as A
-from otel_carbon import attributes as R
 
 KWH = A.JOULES_PER_KWH
 _MEMORY_MAX_AGE_S = 1.0
@@ -205,11 +204,11 @@ def row_from_span(span: ReadableSpan, project_name: Optional[str] = None, experi
     """A row for a span that has carbon figures (the run's figures when it is a tracked
     run with a wider scope), else None."""
     attrs = span.attributes or {}
-    if A.ENERGY_TOTAL not in attrs and R.RUN_ENERGY_TOTAL not in attrs:
+    if A.ENERGY_TOTAL not in attrs and A.RUN_ENERGY_TOTAL not in attrs:
         return None
-    wide = R.RUN_ENERGY_TOTAL in attrs
+    wide = A.RUN_ENERGY_TOTAL in attrs
     cpu_key, mem_key, gpu_key, idle_key, em_key = (
-        (R.RUN_ENERGY_CPU, R.RUN_ENERGY_MEMORY, R.RUN_ENERGY_GPU, R.RUN_ENERGY_IDLE, R.RUN_EMISSIONS)
+        (A.RUN_ENERGY_CPU, A.RUN_ENERGY_MEMORY, A.RUN_ENERGY_GPU, A.RUN_ENERGY_IDLE, A.RUN_EMISSIONS)
         if wide
         else (A.ENERGY_CPU, A.ENERGY_MEMORY, A.ENERGY_GPU, A.ENERGY_IDLE, A.EMISSIONS)
     )
@@ -225,7 +224,7 @@ def row_from_span(span: ReadableSpan, project_name: Optional[str] = None, experi
     energy_j = num(cpu_key) + num(idle_key) + num(mem_key) + num(gpu_key)
     emissions_g = num(em_key)
     pue = emissions_g * KWH / (energy_j * intensity) if energy_j > 0 and intensity > 0 else 1.0
-    run_id = attrs.get(R.RUN_ID)
+    run_id = attrs.get(A.RUN_ID)
     return codecarbon_row(
         end_unix_s=end_ns / 1e9,
         project_name=project_name or str(service or span.name),
@@ -238,7 +237,7 @@ def row_from_span(span: ReadableSpan, project_name: Optional[str] = None, experi
         emissions_g=emissions_g,
         zone=str(attrs.get(A.ZONE, "")),
         pue=round(pue, 6),
-        tracking_mode="machine" if attrs.get(R.RUN_SCOPE) == R.SCOPE_MACHINE else "process",
+        tracking_mode="machine" if attrs.get(A.RUN_SCOPE) == A.SCOPE_MACHINE else "process",
     )
 
 

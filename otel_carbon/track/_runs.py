@@ -17,14 +17,13 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_carbon import __version__
 from otel_carbon import attributes as A
-from otel_carbon import attributes as R
 from otel_carbon._log import warn_once
 from otel_carbon.track._config import _Config
 from otel_carbon.track.result import EmissionsResult
 
 _logger = logging.getLogger("otel_carbon")
 _SPAN_KEYS = {A.ENERGY_CPU: A.CPU, A.ENERGY_MEMORY: A.MEMORY, A.ENERGY_GPU: A.GPU, A.ENERGY_IDLE: "idle"}
-_RUN_KEYS = {A.CPU: R.RUN_ENERGY_CPU, A.MEMORY: R.RUN_ENERGY_MEMORY, A.GPU: R.RUN_ENERGY_GPU, "idle": R.RUN_ENERGY_IDLE}
+_RUN_KEYS = {A.CPU: A.RUN_ENERGY_CPU, A.MEMORY: A.RUN_ENERGY_MEMORY, A.GPU: A.RUN_ENERGY_GPU, "idle": A.RUN_ENERGY_IDLE}
 
 
 # -- shared machinery ----------------------------------------------------------------------
@@ -89,7 +88,7 @@ def _start(cfg: _Config) -> Optional[_Run]:
     try:
         run.sampler, run.processor = _sampler_and_processor(cfg.sampler)
         run.run_id = _run_id()
-        span = _tracer(cfg.provider).start_span(cfg.name, attributes={R.RUN_SCOPE: cfg.scope, R.RUN_ID: run.run_id})
+        span = _tracer(cfg.provider).start_span(cfg.name, attributes={A.RUN_SCOPE: cfg.scope, A.RUN_ID: run.run_id})
         run.span = span
         run.token = otel_context.attach(trace.set_span_in_context(span)) if cfg.attach else None
         run.thread = threading.get_ident()
@@ -179,12 +178,12 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
         proc_cpu_s = (time.process_time_ns() - run.proc0_ns) / 1e9
         values = _span_segment(run, reopen=not final)
         span_cpu_s = float(values.get(A.CPU_TIME, 0.0))
-        if cfg.scope == R.SCOPE_SPAN:
+        if cfg.scope == A.SCOPE_SPAN:
             energy = {_SPAN_KEYS[k]: float(values[k]) for k in _SPAN_KEYS if k in values}
             cpu_s, method = span_cpu_s, str(values.get(A.METHOD, A.UNAVAILABLE))
             tick = run.sampler.ledger.latest
             intensity = tick.intensity if tick is not None else None
-        elif cfg.scope == R.SCOPE_PROCESS:
+        elif cfg.scope == A.SCOPE_PROCESS:
             energy, method, intensity = _process_figures(run, now_ns, proc_cpu_s, cfg.idle)
             cpu_s = proc_cpu_s
         else:
@@ -231,10 +230,10 @@ def _end_span(cfg: _Config, run: _Run, values: Mapping[str, Any], result: Option
     try:
         if span.is_recording():
             attrs = {k: v for k, v in values.items() if k in A.SPAN_ATTRIBUTES}
-            if result is not None and cfg.scope != R.SCOPE_SPAN:
-                attrs[R.RUN_CPU_TIME] = result.cpu_time_s
-                attrs[R.RUN_ENERGY_TOTAL] = result.energy_total_j
-                attrs[R.RUN_EMISSIONS] = result.emissions_g
+            if result is not None and cfg.scope != A.SCOPE_SPAN:
+                attrs[A.RUN_CPU_TIME] = result.cpu_time_s
+                attrs[A.RUN_ENERGY_TOTAL] = result.energy_total_j
+                attrs[A.RUN_EMISSIONS] = result.emissions_g
                 for name, value in result.energy_j.items():
                     key = _RUN_KEYS.get(name)
                     if key is not None:
@@ -262,7 +261,7 @@ def _deliver(cfg: _Config, result: EmissionsResult) -> None:
             sampler = result._window[0]
             gpus = list(getattr(sampler, "gpus", ()) or ())
             cpu_util = 0.0
-            if cfg.scope == R.SCOPE_MACHINE:
+            if cfg.scope == A.SCOPE_MACHINE:
                 window = result.ledger_window()
                 n_cpus = os.cpu_count() or 1
                 if window is not None and window.duration_s > 0:
@@ -279,7 +278,7 @@ def _deliver(cfg: _Config, result: EmissionsResult) -> None:
                 emissions_g=result.emissions_g,
                 zone=result.zone,
                 pue=result.pue,
-                tracking_mode="machine" if cfg.scope == R.SCOPE_MACHINE else "process",
+                tracking_mode="machine" if cfg.scope == A.SCOPE_MACHINE else "process",
                 cpu_utilization_percent=cpu_util,
                 gpu_count=len(gpus),
                 gpu_model=", ".join(str(getattr(g, "device_name", "")) for g in gpus),
