@@ -152,6 +152,19 @@ _SCALARS = ("busy_s", "total_s", "proc_cpu_s", "charged_j", "gpu_proc_j")
 _VECTORS = ("energy_j", "active_j", "idle_j")
 
 
+def _numbers(name: str, values: object, n: int) -> Tuple[float, ...]:
+    """``values`` as ``n`` finite floats >= 0, else ValueError naming ``name``."""
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must give one number per component, got {values!r}") from None
+    if len(out) != n or isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must give one number per component ({n}), got {values!r}")
+    if not all(0 <= v < float("inf") for v in out):
+        raise ValueError(f"{name} must hold finite numbers >= 0, got {values!r}")
+    return out
+
+
 class Ledger:
     """Bounded ring of ticks; appended by the sampler thread only, read from anywhere."""
 
@@ -162,19 +175,19 @@ class Ledger:
         capacity: int = 3000,
         nominal_price_j_per_cpu_s: Optional[Sequence[float]] = None,
     ) -> None:
-        if capacity < 2:
-            raise ValueError(f"capacity must be >= 2 ticks, got {capacity!r}")
-        if len(components) != len(idle_power_w):
-            raise ValueError("idle_power_w must give one value per component")
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 2:
+            raise ValueError(f"capacity must be an int >= 2 ticks, got {capacity!r}")
+        if not (isinstance(components, (list, tuple)) and all(isinstance(c, str) for c in components)):
+            raise ValueError(f"components must be a list or tuple of names (str), got {components!r}")
         self.components: Tuple[str, ...] = tuple(components)
-        self.idle_power_w: Tuple[float, ...] = tuple(float(w) for w in idle_power_w)
+        self.idle_power_w: Tuple[float, ...] = _numbers("idle_power_w", idle_power_w, len(self.components))
         #: prices used until the ledger has seen enough busy CPU time to measure them
         #: (a model knows its own; a counter starts at 0)
-        self.nominal_price_j_per_cpu_s: Tuple[float, ...] = tuple(
-            float(p) for p in (nominal_price_j_per_cpu_s or (0.0,) * len(self.components))
+        self.nominal_price_j_per_cpu_s: Tuple[float, ...] = _numbers(
+            "nominal_price_j_per_cpu_s",
+            (0.0,) * len(self.components) if nominal_price_j_per_cpu_s is None else nominal_price_j_per_cpu_s,
+            len(self.components),
         )
-        if len(self.nominal_price_j_per_cpu_s) != len(self.components):
-            raise ValueError("nominal_price_j_per_cpu_s must give one value per component")
         self._ticks: Deque[Tick] = deque(maxlen=capacity)
         self._times: Deque[int] = deque(maxlen=capacity)
         self._lock = threading.Lock()

@@ -23,8 +23,10 @@ insert and pop, and a few float operations.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from opentelemetry.context import Context
@@ -108,6 +110,10 @@ class CarbonSpanProcessor(SpanProcessor):
         ):
             raise ValueError(f"embodied_g_per_hour must be a number >= 0 (g CO2e per hour), got {embodied_g_per_hour!r}")
         self._embodied_g_per_s = (embodied_g_per_hour or 0.0) / 3600.0
+        if sampler is not None and not (
+            hasattr(sampler, "ledger") and callable(getattr(sampler, "register_span_counter", None))
+        ):
+            raise ValueError(f"sampler must be an otel_carbon Sampler, got {type(sampler).__name__}")
         self._wrapped: Tuple[SpanProcessor, ...] = processors
         self._idle = idle_policy == "cpu"
         self._max_open = max_open_spans
@@ -125,6 +131,7 @@ class CarbonSpanProcessor(SpanProcessor):
         self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
         self._counter = self._open.__len__
         self._sampler.register_span_counter(self._counter)
+        _instances.add(self)
         install()
 
     # -- span start -------------------------------------------------------------------
@@ -270,13 +277,20 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
         """Share of the process's GPU energy: cumulative per-open-span energy between the
-        start and latest ticks, plus the latest per-span power since the latest tick."""
-        since_ns = _monotonic_ns() - tick.t_ns
-        if start is None or start is tick:
+        start and latest ticks, plus the latest per-span power since the latest tick.
+
+        Span timestamps are wall-clock time, which can jump: a span's wall duration is used
+        only when it started after the latest tick, and then no longer than the monotonic
+        time since that tick. A span that started before the first tick pays from the first
+        tick on (the ledger knows nothing earlier)."""
+        since_ns = max(_monotonic_ns() - tick.t_ns, 0)
+        if start is tick:
             start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
-            since_ns = (end_ns - start_ns) if start_ns and end_ns else since_ns
-            return tick.gpu_per_span_w * max(since_ns, 0) / 1e9
-        return max(tick.gpu_per_span_j - start.gpu_per_span_j, 0.0) + tick.gpu_per_span_w * max(since_ns, 0) / 1e9
+            if start_ns and end_ns:
+                since_ns = min(max(end_ns - start_ns, 0), since_ns)
+            return tick.gpu_per_span_w * since_ns / 1e9
+        start_j = start.gpu_per_span_j if start is not None else 0.0
+        return max(tick.gpu_per_span_j - start_j, 0.0) + tick.gpu_per_span_w * since_ns / 1e9
 
     def _refresh_layout(self) -> None:
         """Which per-component attributes this host has: a component is shown when its
@@ -330,6 +344,22 @@ class CarbonSpanProcessor(SpanProcessor):
             left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
             ok = p.force_flush(left_ms) and ok
         return ok
+
+
+#: Every processor in this process (weakly), for the fork hook below.
+_instances: "weakref.WeakSet[CarbonSpanProcessor]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The spans open in the parent at fork are the parent's: the child forgets them (were
+    they kept, they would count as open forever, split the child's GPU energy and fill the
+    open-span cap). A child that ends its copy of one exports it marked unavailable."""
+    for processor in list(_instances):
+        processor._open.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _span_id(span: Any) -> int:

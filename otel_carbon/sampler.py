@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Callable, Dict, List, Optional
 
 import psutil
@@ -106,15 +107,21 @@ class Sampler:
     ) -> None:
         if interval_s is None:
             interval_s = config.sample_interval_s()
-        if not (isinstance(interval_s, (int, float)) and interval_s > 0):
+        if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= threading.TIMEOUT_MAX):
             raise ValueError(f"interval_s must be a number of seconds > 0, got {interval_s!r}")
+        if not isinstance(probe, Probe):
+            raise ValueError(f"probe must be an otel_carbon Probe (see probe_sensors()), got {type(probe).__name__}")
+        if intensity is not None and not callable(getattr(intensity, "current", None)):
+            raise ValueError(f"intensity must be an intensity source with current(), got {type(intensity).__name__}")
+        if not callable(clock_ns) or not isinstance(clock_ns(), int):
+            raise ValueError(f"clock_ns must be a function returning monotonic nanoseconds (int), got {clock_ns!r}")
         self.probe = probe
         self.gpus = probe.gpus
         self.sensors = [s for s in probe.sensors if s.component != "gpu"]
         safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
         self._max_safe_interval_s = float(min(safe, default=float("inf")))
         self.interval_s = float(min(interval_s, self._max_safe_interval_s))
-        if not (isinstance(idle_interval_s, (int, float)) and idle_interval_s > 0):
+        if not (isinstance(idle_interval_s, (int, float)) and 0 < idle_interval_s <= threading.TIMEOUT_MAX):
             raise ValueError(f"idle_interval_s must be a number of seconds > 0, got {idle_interval_s!r}")
         self.idle_interval_s = float(max(idle_interval_s, self.interval_s))
         #: stale_after_s in ns, a plain attribute for the span path
@@ -141,6 +148,7 @@ class Sampler:
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
+        _instances.add(self)
 
     def _new_ledger(self) -> Ledger:
         return Ledger(
@@ -428,29 +436,38 @@ def shutdown_sampler(timeout_s: float = 2.0) -> None:
         old.shutdown(timeout_s)
 
 
-_fork_paused: Optional[Sampler] = None
+#: Every Sampler made in this process (weakly): fork handling covers the ones given to a
+#: processor or meter directly (``sampler=``), not only the process-wide one.
+_instances: "weakref.WeakSet[Sampler]" = weakref.WeakSet()
+_fork_paused: List[Sampler] = []
+
+
+def _fork_targets() -> List[Sampler]:
+    """The process-wide sampler and every sampler that was started (never-started ones are
+    ticked by hand, if at all, and are left as they are)."""
+    return [s for s in list(_instances) if s is _sampler or s._thread is not None]
 
 
 def _before_fork() -> None:
     global _fork_paused
-    _fork_paused = _sampler
-    if _fork_paused is not None:
-        _fork_paused._before_fork()
+    _fork_paused = _fork_targets()
+    for sampler in _fork_paused:
+        sampler._before_fork()
 
 
 def _after_fork_in_parent() -> None:
     global _fork_paused
-    paused, _fork_paused = _fork_paused, None
-    if paused is not None:
-        paused._after_fork_in_parent()
+    paused, _fork_paused = _fork_paused, []
+    for sampler in paused:
+        sampler._after_fork_in_parent()
 
 
 def _after_fork_in_child() -> None:
     global _sampler_lock, _fork_paused
     _sampler_lock = threading.Lock()
-    _fork_paused = None
-    if _sampler is not None:
-        _sampler._reinit_after_fork()
+    paused, _fork_paused = _fork_paused, []
+    for sampler in paused:
+        sampler._reinit_after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -9,6 +9,7 @@ integrator with all of its power static (see :mod:`otel_carbon.sensors.memory_mo
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -31,6 +32,9 @@ class ConstantPowerSensor:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("power_w", "idle_power_w"):
+            if not isinstance(getattr(self, name), numbers.Real):
+                raise ValueError(f"{name} must be a number of watts, got {getattr(self, name)!r}")
         if not 0 < self.power_w < math.inf:
             raise ValueError(f"power_w must be a finite number > 0 W, got {self.power_w!r}")
         if not 0 <= self.idle_power_w <= self.power_w:

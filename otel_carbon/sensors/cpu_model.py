@@ -18,6 +18,7 @@ Two documented curves; both are fed the host's busy and total CPU seconds of eac
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import threading
@@ -77,6 +78,10 @@ class CpuModelSensor:
     _integrator: _Integrator = field(default_factory=_Integrator, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("min_w_per_vcpu", "max_w_per_vcpu", "tdp_w", "n_vcpus"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not -math.inf < value < math.inf:
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.curve not in ("ccf", "tdp"):
             raise ValueError(f"curve must be 'ccf' or 'tdp', got {self.curve!r}")
         if self.curve == "tdp" and not 0 < self.tdp_w < math.inf:
