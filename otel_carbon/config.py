@@ -222,3 +222,13 @@ def output_dir_default() -> str:
 
 def track_scope_default() -> str:
     return env_choice(OTEL_CARBON_TRACK_SCOPE, "process", "process", "span", "machine")
+
+
+OTEL_CARBON_METRIC_SPANS = "OTEL_CARBON_METRIC_SPANS"
+"""Which spans feed ``carbon.span.energy`` / ``carbon.span.emissions``: ``local_root``
+(default: spans with no parent or a remote one, i.e. one per request; a parent's figures
+already include its children's) or ``all``."""
+
+
+def metric_spans() -> str:
+    return env_choice(OTEL_CARBON_METRIC_SPANS, "local_root", "local_root", "all")

@@ -476,3 +476,31 @@ def test_gpu_through_fake_nvml_reports_device_and_process_energy():
         provider.shutdown()
         sampler.shutdown()
         gpu.close()
+
+
+@pytest.mark.parametrize("spans, expected_names", [("local_root", {"request"}), ("all", {"request", "child"})])
+def test_span_metrics_take_local_roots_by_default(manual_sampler, spans, expected_names):
+    """A parent's figures include its children's: by default only local roots (no parent,
+    or a remote one) feed the per-span metrics, so their sums count nothing twice."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    p = Pipeline(manual_sampler, spans=spans)
+    try:
+        remote = SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(1))
+        with p.tracer.start_as_current_span("request", context=set_span_in_context(NonRecordingSpan(remote))):
+            with p.tracer.start_as_current_span("child"):
+                burn(20000)
+        p.metrics.drain()
+        found, _ = points(p.reader)
+        names = {attrs["span.name"] for attrs, _ in found["carbon.span.energy"]}
+        assert names == expected_names
+        spans_by_name = {s.name: s.attributes for s in p.exporter.get_finished_spans()}
+        (root_point,) = [pt for attrs, pt in found["carbon.span.energy"] if attrs["span.name"] == "request"]
+        assert root_point.sum == pytest.approx(spans_by_name["request"]["carbon.energy.total"])
+    finally:
+        p.close()
+
+
+def test_span_metrics_selection_is_validated(manual_sampler):
+    with pytest.raises(ValueError, match="spans"):
+        CarbonMetrics(MeterProvider(), sampler=manual_sampler, spans="roots")

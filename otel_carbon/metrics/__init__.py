@@ -81,6 +81,7 @@ class CarbonMetrics:
         sampler: Optional[Sampler] = None,
         span_attribute_allowlist: Iterable[str] = (),
         max_queue: int = DEFAULT_MAX_QUEUE,
+        spans: Optional[str] = None,
     ) -> None:
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise ValueError(f"meter_provider must be an OpenTelemetry MeterProvider, got {type(meter_provider).__name__}")
@@ -88,11 +89,15 @@ class CarbonMetrics:
             raise ValueError(f"sampler must be an otel_carbon Sampler, got {type(sampler).__name__}")
         if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
             raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
+        if spans is None:
+            spans = config.metric_spans()
+        if spans not in ("local_root", "all"):
+            raise ValueError(f"spans must be 'local_root' or 'all', got {spans!r}")
         allowlist = build_allowlist(span_attribute_allowlist, config.metric_span_attributes())
         provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
         meter = provider.get_meter(SCOPE_NAME, _version())
         self._sampler = sampler if sampler is not None else get_sampler()
-        self._spans = SpanRecorder(meter, allowlist, max_queue)
+        self._spans = SpanRecorder(meter, allowlist, max_queue, local_roots_only=spans == "local_root")
         self._hardware = HardwareMeter(meter, self._sampler, self._spans.drain)
         self._processors: List[Any] = []
         self._lock = threading.Lock()

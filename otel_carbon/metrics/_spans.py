@@ -71,8 +71,11 @@ class SpanRecorder:
     """The listener a :class:`~otel_carbon.processor.CarbonSpanProcessor` calls at span end,
     its bounded queue, and the drain into the SDK instruments."""
 
-    def __init__(self, meter: Any, allowlist: Tuple[str, ...], max_queue: int) -> None:
+    def __init__(self, meter: Any, allowlist: Tuple[str, ...], max_queue: int, local_roots_only: bool = True) -> None:
         self.allowlist = allowlist
+        #: record only local root spans (no parent, or a remote one): one per request, and
+        #: sums never count a child's energy twice (a parent's figures include it)
+        self.local_roots_only = local_roots_only
         # http.method (old conventions) is read too, and reported as http.request.method
         # when the span has no http.request.method.
         self._fallback = A.HTTP_REQUEST_METHOD in allowlist and A.HTTP_METHOD_OLD not in allowlist
@@ -102,6 +105,10 @@ class SpanRecorder:
         energy_j = figures.get(A.ENERGY_TOTAL)
         if energy_j is None:  # no figures (carbon.method=unavailable)
             return
+        if self.local_roots_only:
+            parent = span.parent
+            if parent is not None and not parent.is_remote:
+                return
         queue = self._queue
         if len(queue) >= self._max_queue:
             self._full()
