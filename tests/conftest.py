@@ -32,6 +32,19 @@ def otlp_receiver(monkeypatch):
         receiver.stop()
 
 
+@pytest.fixture
+def clean_carbon_env(monkeypatch):
+    """No OTEL_CARBON_* variable nor OTEL_RESOURCE_ATTRIBUTES, and fresh log-once state."""
+    from otel_carbon import _log
+
+    for key in list(os.environ):
+        if key.startswith("OTEL_CARBON_") or key == "OTEL_RESOURCE_ATTRIBUTES":
+            monkeypatch.delenv(key, raising=False)
+    _log.reset_for_tests()
+    yield
+    _log.reset_for_tests()
+
+
 # -- carbon pipeline helpers ------------------------------------------------------------
 
 from otel_carbon.intensity import Intensity, StaticIntensitySource  # noqa: E402

@@ -17,7 +17,7 @@ from typing import Dict, List
 import psutil
 import pytest
 
-from otel_carbon import _log, config
+from otel_carbon import config
 from otel_carbon.attributes import CPU, ESTIMATED, MEMORY
 from otel_carbon.data import load_table
 from otel_carbon.sampler import Sampler
@@ -37,14 +37,7 @@ from otel_carbon.sensors.probe import probe_sensors
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("OTEL_CARBON_") or key == "OTEL_RESOURCE_ATTRIBUTES":
-            monkeypatch.delenv(key, raising=False)
-    _log.reset_for_tests()
-    yield
-    _log.reset_for_tests()
+pytestmark = pytest.mark.usefixtures("clean_carbon_env")
 
 
 def shared_rows(filename: str) -> List[Dict[str, str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_carbon import _log, config
+from otel_carbon import config
 from otel_carbon.attributes import CPU, ESTIMATED, MEASURED, MEMORY, UNAVAILABLE
 from otel_carbon.intensity import Intensity, StaticIntensitySource
 from otel_carbon.sampler import Sampler
@@ -33,14 +33,7 @@ else:  # rootdir-relative import mode: tests/ itself is on sys.path
 INTENSITY = StaticIntensitySource(Intensity(g_per_kwh=100.0, zone="test"))
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("OTEL_CARBON_") or key == "OTEL_RESOURCE_ATTRIBUTES":
-            monkeypatch.delenv(key, raising=False)
-    _log.reset_for_tests()
-    yield
-    _log.reset_for_tests()
+pytestmark = pytest.mark.usefixtures("clean_carbon_env")
 
 
 @pytest.fixture

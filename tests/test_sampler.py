@@ -16,7 +16,6 @@ from typing import List, Optional
 
 import pytest
 
-from otel_carbon import _log
 from otel_carbon import sampler as sampler_mod
 from otel_carbon.attributes import CPU, ESTIMATED, MEASURED, MEMORY, MIXED, UNAVAILABLE
 from otel_carbon.intensity import Intensity, StaticIntensitySource
@@ -34,14 +33,7 @@ else:  # rootdir-relative import mode: tests/ itself is on sys.path
 INTENSITY = Intensity(g_per_kwh=123.0, zone="test", source="test")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("OTEL_CARBON_") or key == "OTEL_RESOURCE_ATTRIBUTES":
-            monkeypatch.delenv(key, raising=False)
-    _log.reset_for_tests()
-    yield
-    _log.reset_for_tests()
+pytestmark = pytest.mark.usefixtures("clean_carbon_env")
 
 
 @pytest.fixture
