@@ -58,6 +58,7 @@ class Tick:
         "charged_idle_j",
         "wall_s_per_busy_s",
         "charged_wall_s",
+        "seq",
         "gpu_proc_j",
         "gpu_per_span_j",
         "gpu_per_span_w",
@@ -106,6 +107,7 @@ class Tick:
         # of time (embodied carbon) that this process's CPU time stands for.
         self.wall_s_per_busy_s = wall_s_per_busy_s
         self.charged_wall_s = charged_wall_s
+        self.seq = 0  # position in the ledger (set on append): adjacent ticks differ by 1
         self.gpu_proc_j = gpu_proc_j
         self.gpu_per_span_j = gpu_per_span_j
         self.gpu_per_span_w = gpu_per_span_w
@@ -252,6 +254,7 @@ class Ledger:
                 price, idle_price, charged, max(gpu_proc_j, prev.gpu_proc_j), per_span, per_span_w, unattributed,
                 intensity, method, charged_by, charged_idle, wall_per_busy, charged_wall,
             )
+        tick.seq = prev.seq + 1 if prev is not None else 0
         with self._lock:
             self._ticks.append(tick)
             self._times.append(t_ns)

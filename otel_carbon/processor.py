@@ -67,6 +67,17 @@ CLOCK_NONE = "none"
 _Open = Tuple[int, Any, Optional[int], Optional[Tick]]
 
 
+class _WindowPrices:
+    """Prices over a span's window of several ticks (same names as a Tick's)."""
+
+    __slots__ = ("price_j_per_cpu_s", "idle_price_j_per_cpu_s", "wall_s_per_busy_s")
+
+    def __init__(self, price: List[float], idle_price: float, wall_per_busy: float) -> None:
+        self.price_j_per_cpu_s = price
+        self.idle_price_j_per_cpu_s = idle_price
+        self.wall_s_per_busy_s = wall_per_busy
+
+
 class CarbonSpanProcessor(SpanProcessor):
     """Attach energy (J) and CO2e (g) to every span; see the module docstring.
 
@@ -224,32 +235,40 @@ class CarbonSpanProcessor(SpanProcessor):
         if state is None or tick is None:
             return {A.METHOD: A.UNAVAILABLE}
         cpu0_ns, meter, clock_id, start = state
-        if meter is not None:
+        if meter is None and clock_id == _tls.clock_id:
+            cpu_ns = thread_time_ns() - cpu0_ns
+            clock = CLOCK_THREAD
+        elif meter is not None:
             cpu_ns = meter.now_ns() - cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        elif clock_id == _tls.clock_id:
-            cpu_ns = thread_time_ns() - cpu0_ns
-            clock = CLOCK_THREAD
         else:
             now = other_thread_cpu_ns(clock_id)
             cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
         cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        prices = tick.price_j_per_cpu_s
-        idle_price = tick.idle_price_j_per_cpu_s
-        wall_per_cpu = tick.wall_s_per_busy_s
-        if start is not None and start is not tick:
-            # The price the process paid per CPU-second over the span's window: spans and
-            # the process's charge then use one price, which is what conservation needs.
+        # The price the process paid per CPU-second over the span's window: spans and the
+        # process's charge then use one price, which is what conservation needs. An interval
+        # is charged at the prices of the tick that opens it, so a span that started in the
+        # latest interval pays the latest tick's prices, and one that started in the interval
+        # before pays its start tick's prices.
+        if start is tick or start is None:
+            source = tick
+        elif tick.seq - start.seq == 1:
+            source = start
+        else:
+            source = tick
             d_proc = tick.proc_cpu_s - start.proc_cpu_s
             if d_proc > MIN_WINDOW_PROC_S and len(start.charged_by_j) == len(tick.charged_by_j):
                 window = [(b - a) / d_proc for a, b in zip(start.charged_by_j, tick.charged_by_j)]
                 if min(window) >= 0:
-                    prices = window
-                    idle_price = max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0)
-                    wall_per_cpu = max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0)
+                    source = _WindowPrices(
+                        window,
+                        max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0),
+                        max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0),
+                    )
+        prices = source.price_j_per_cpu_s
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0
         for name, i in self._layout:
@@ -261,11 +280,11 @@ class CarbonSpanProcessor(SpanProcessor):
             values[A.ENERGY_GPU] = gpu_j
             total_j += gpu_j
         if self._idle:
-            idle_j = cpu_s * idle_price
+            idle_j = cpu_s * source.idle_price_j_per_cpu_s
             values[A.ENERGY_IDLE] = idle_j
             total_j += idle_j
         if self._embodied_g_per_s:
-            values[A.EMBODIED] = cpu_s * wall_per_cpu * self._embodied_g_per_s
+            values[A.EMBODIED] = cpu_s * source.wall_s_per_busy_s * self._embodied_g_per_s
         intensity = tick.intensity
         values[A.ENERGY_TOTAL] = total_j
         values[A.EMISSIONS] = total_j * intensity.pue * intensity.g_per_kwh / A.JOULES_PER_KWH
