@@ -20,6 +20,12 @@ def warn_once(logger: logging.Logger, key: str, msg: str, *args: Any, level: int
     return True
 
 
+def mark_seen(key: str) -> None:
+    """Treat ``key`` as already logged (a caller that reports the matter its own way)."""
+    with _lock:
+        _seen.add(key)
+
+
 def reset_for_tests() -> None:
     with _lock:
         _seen.clear()

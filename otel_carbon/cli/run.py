@@ -187,12 +187,15 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
     from opentelemetry.trace import format_span_id, format_trace_id
 
     from otel_carbon.exporters.otlp_json import OtlpJsonFileSpanExporter
+    from otel_carbon._log import mark_seen
     from otel_carbon.sampler import get_sampler
 
     name = " ".join(command)
     python = instrument and is_python(command)
     work = tempfile.mkdtemp(prefix="otel-carbon-run-")
     spans_path = os.path.abspath(output) if output else os.path.join(work, "spans.jsonl")
+    # The summary says when no location is set; the program itself warns once, not twice.
+    mark_seen("intensity:world")
     sampler = get_sampler()
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-carbon run"}))
     provider.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(spans_path)))
