@@ -79,6 +79,21 @@ class InstrumentedApp:
         self._thread.start()
         return self
 
+    def request_each_route(self, times: int) -> None:
+        """GET every route of ``COST`` ``times`` times over one keep-alive connection."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            for _ in range(times):
+                for route in COST:
+                    conn.request("GET", route)
+                    response = conn.getresponse()
+                    response.read()
+                    assert response.status == 200, (route, response.status)
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()

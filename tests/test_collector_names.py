@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import io
 import json
@@ -288,14 +287,7 @@ def stack():
     app = InstrumentedApp(sampler).start()
     try:
         with PrometheusServer([f"127.0.0.1:{app.metrics_port}"], scrape_interval_s=1) as prom:
-            conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
-            for _ in range(REQUESTS_PER_ROUTE):
-                for route in COST:
-                    conn.request("GET", route)
-                    response = conn.getresponse()
-                    response.read()
-                    assert response.status == 200
-            conn.close()
+            app.request_each_route(REQUESTS_PER_ROUTE)
             ready = Stack(app, prom)
             deadline = time.monotonic() + WAIT_S
             while True:  # every request counted, and at least two scrapes of it (for rate())

@@ -4,7 +4,6 @@ Flask app, all on loopback; PromQL through Prometheus's HTTP API returns energy 
 Needs the ``prometheus`` binary (Debian package ``prometheus``; ``.ci/run`` installs it).
 """
 
-import http.client
 import time
 from collections import defaultdict
 
@@ -36,14 +35,7 @@ def test_prometheus_query_gives_energy_per_route_in_order_of_cost(ccf_sampler):
     app = InstrumentedApp(ccf_sampler).start()
     try:
         with PrometheusServer([f"127.0.0.1:{app.metrics_port}"], scrape_interval_s=1) as prom:
-            conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
-            for _ in range(REQUESTS_PER_ROUTE):
-                for route in COST:
-                    conn.request("GET", route)
-                    response = conn.getresponse()
-                    response.read()
-                    assert response.status == 200
-            conn.close()
+            app.request_each_route(REQUESTS_PER_ROUTE)
 
             # The same sums from the spans' own attributes.
             expected_j, expected_g = defaultdict(float), defaultdict(float)
