@@ -119,10 +119,23 @@ def env_str(name: str, default: str) -> str:
     return raw.strip() if raw and raw.strip() else default
 
 
-def sample_interval_s() -> float:
-    value = env_positive_float(OTEL_CARBON_SAMPLE_INTERVAL, DEFAULT_SAMPLE_INTERVAL_S)
-    assert value is not None
+MAX_SAMPLE_INTERVAL_S = 3600.0
+
+
+def _interval(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= MAX_SAMPLE_INTERVAL_S:
+        raise ValueError(raw)
     return value
+
+
+def sample_interval_s() -> float:
+    return _env(
+        OTEL_CARBON_SAMPLE_INTERVAL,
+        DEFAULT_SAMPLE_INTERVAL_S,
+        _interval,
+        f"a number of seconds > 0 and <= {MAX_SAMPLE_INTERVAL_S:g}",
+    )
 
 
 def powercap_root() -> str:

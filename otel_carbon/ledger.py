@@ -37,7 +37,8 @@ from otel_carbon.intensity import Intensity
 
 PRICE_WINDOW_NS = 1_000_000_000
 MAX_PRICE_WINDOW_NS = 10 * PRICE_WINDOW_NS  # an idle host looks back at most this far
-MIN_PRICE_BUSY_S = 1e-3  # below this much busy CPU time a window's price is not trusted
+MIN_PRICE_BUSY_S = 1e-3
+MAX_CAPACITY = 10_000_000  # ticks (about 11 days at 0.1 s)  # below this much busy CPU time a window's price is not trusted
 
 
 class Tick:
@@ -177,8 +178,8 @@ class Ledger:
         capacity: int = 3000,
         nominal_price_j_per_cpu_s: Optional[Sequence[float]] = None,
     ) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 2:
-            raise ValueError(f"capacity must be an int >= 2 ticks, got {capacity!r}")
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or not 2 <= capacity <= MAX_CAPACITY:
+            raise ValueError(f"capacity must be an int from 2 to {MAX_CAPACITY} ticks, got {capacity!r}")
         if not (isinstance(components, (list, tuple)) and all(isinstance(c, str) for c in components)):
             raise ValueError(f"components must be a list or tuple of names (str), got {components!r}")
         self.components: Tuple[str, ...] = tuple(components)
@@ -312,10 +313,13 @@ class Ledger:
             out[name] = tuple(a + (b - a) * frac for a, b in zip(getattr(lo, name), getattr(hi, name)))
         return out
 
-    def window(self, t0_ns: int, t1_ns: int) -> Optional[Window]:
+    def window(self, t0_ns: int, t1_ns: int, start: Optional[Tick] = None) -> Optional[Window]:
         """Energy, prices and shares over ``[t0_ns, t1_ns]`` (monotonic ns), or None when the
-        ledger is empty. Times before the oldest kept tick clamp to it; times after the latest
-        extrapolate with the latest interval's rates."""
+        ledger is empty. Times after the latest tick extrapolate with the latest interval's
+        rates. Times before the oldest kept tick clamp to it, unless ``start`` is given: a
+        tick kept from the window's start (e.g. by a long-running tracker), which then serves
+        as the window's start whatever the ring still holds, so a window of any length costs
+        O(1) and loses nothing."""
         if t1_ns < t0_ns:
             raise ValueError(f"t1_ns must be >= t0_ns, got {t0_ns} > {t1_ns}")
         with self._lock:
@@ -323,7 +327,12 @@ class Ledger:
             times = list(self._times)
         if not ticks:
             return None
-        a, b = self._at(t0_ns, ticks, times), self._at(t1_ns, ticks, times)
+        if start is not None and start.t_ns <= t1_ns and (start.t_ns < times[0] or t0_ns < times[0]):
+            t0_ns = start.t_ns
+            a = self._at(t0_ns, [start], [start.t_ns])
+        else:
+            a = self._at(t0_ns, ticks, times)
+        b = self._at(t1_ns, ticks, times)
 
         def diff(name: str) -> Dict[str, float]:
             return {c: max(y - x, 0.0) for c, x, y in zip(self.components, a[name], b[name])}  # type: ignore[arg-type]

@@ -82,11 +82,12 @@ def no_powercap(tmp_path):
 # -- invalid environment values ---------------------------------------------------------------
 
 INVALID = [
-    (config.OTEL_CARBON_SAMPLE_INTERVAL, "fast", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number > 0"),
-    (config.OTEL_CARBON_SAMPLE_INTERVAL, "0", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number > 0"),
-    (config.OTEL_CARBON_SAMPLE_INTERVAL, "-0.5", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number > 0"),
-    (config.OTEL_CARBON_SAMPLE_INTERVAL, "nan", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number > 0"),
-    (config.OTEL_CARBON_SAMPLE_INTERVAL, "inf", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "fast", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number of seconds > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "0", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number of seconds > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "-0.5", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number of seconds > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "nan", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number of seconds > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "inf", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "a number of seconds > 0"),
+    (config.OTEL_CARBON_SAMPLE_INTERVAL, "1e10", config.sample_interval_s, config.DEFAULT_SAMPLE_INTERVAL_S, "<= 3600"),
     (config.OTEL_CARBON_MAX_OPEN_SPANS, "1.5", config.max_open_spans, config.DEFAULT_MAX_OPEN_SPANS, "a whole number > 0"),
     (config.OTEL_CARBON_MAX_OPEN_SPANS, "0", config.max_open_spans, config.DEFAULT_MAX_OPEN_SPANS, "a whole number > 0"),
     (config.OTEL_CARBON_MAX_OPEN_SPANS, "lots", config.max_open_spans, config.DEFAULT_MAX_OPEN_SPANS, "a whole number > 0"),

@@ -449,3 +449,24 @@ def test_model_sensor_feeds_give_the_model_price():
         busy += d_busy
         tick = ledger.append_reading(t, [energy], busy, 0.0, 0.0, 0.0, 0, INTENSITY, "estimated")
         assert tick.price_j_per_cpu_s[0] == pytest.approx(max_w - min_w)
+
+
+def test_a_window_longer_than_the_ring_loses_nothing_from_a_kept_start_tick():
+    """A long run keeps the tick current at its start: its window then covers everything,
+    although the ring has long dropped that tick (without it the start clamps to the ring)."""
+    ledger = Ledger(COMPONENTS, (0.0, 0.0), capacity=5)
+    ticks, readings = _feed_rates(ledger, [(40, (10.0, 2.0), 1.0)], proc_rate=0.5)
+    first, last = ticks[1], ticks[-1]
+    assert first not in ledger.ticks()  # long gone from the ring
+    kept = ledger.window(first.t_ns, last.t_ns, start=first)
+    clamped = ledger.window(first.t_ns, last.t_ns)
+    expected = {c: y - x for c, x, y in zip(COMPONENTS, first.energy_j, last.energy_j)}
+    assert kept.energy_j == pytest.approx(expected)
+    assert kept.busy_s == pytest.approx(last.busy_s - first.busy_s)
+    assert kept.charged_j == pytest.approx(last.charged_j - first.charged_j)
+    assert sum(clamped.energy_j.values()) < 0.2 * sum(expected.values())
+    # Within the ring, the start tick changes nothing.
+    inside = ticks[-3]
+    assert ledger.window(inside.t_ns, last.t_ns, start=inside).energy_j == pytest.approx(
+        ledger.window(inside.t_ns, last.t_ns).energy_j
+    )

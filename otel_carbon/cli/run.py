@@ -110,14 +110,14 @@ def _cpu_children_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _tree_figures(sampler: Any, t0_ns: int, t1_ns: int, cpu_s: float) -> Tuple[Dict[str, float], Any, str]:
+def _tree_figures(sampler: Any, t0_ns: int, t1_ns: int, cpu_s: float, start: Any = None) -> Tuple[Dict[str, float], Any, str]:
     """Energy per component of ``cpu_s`` CPU-seconds over [t0, t1]: the window's price
     when it saw enough busy CPU time, else the latest trailing price."""
     ledger = sampler.ledger
     tick = ledger.latest
     if tick is None:
         return {}, None, A.UNAVAILABLE
-    window = ledger.window(t0_ns, t1_ns)
+    window = ledger.window(t0_ns, t1_ns, start=start)
     energy: Dict[str, float] = {A.CPU: 0.0, A.MEMORY: 0.0}
     if window is not None and window.busy_s >= 0.05 and window.duration_s >= 0.2:
         for name in ledger.components:
@@ -217,6 +217,7 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
     try:
         with _Signals() as signals:
             cpu0 = _cpu_children_s()
+            start_tick = sampler.ledger.latest  # kept: a long command outlives the ledger's ring
             t0_ns = time.monotonic_ns()
             try:
                 proc = subprocess.Popen(command, env=env)
@@ -239,7 +240,7 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
             cpu_s = max(_cpu_children_s() - cpu0, 0.0)
         sampler.tick()  # a reading at the end of the run
         summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
-                             start_offset, format_span_id(ctx.span_id), span, top)
+                             start_offset, format_span_id(ctx.span_id), span, top, start_tick=start_tick)
         provider.shutdown()
         if output is None:
             summary["spans_file"] = None
@@ -254,8 +255,8 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
 
 def _summarise(sampler: Any, name: str, command: List[str], python: bool, returncode: int, t0_ns: int, t1_ns: int,
                cpu_s: float, spans_path: str, start_offset: int, our_span_id: str, span: Any,
-               top: int) -> Dict[str, Any]:
-    energy, intensity, method = _tree_figures(sampler, t0_ns, t1_ns, cpu_s)
+               top: int, start_tick: Any = None) -> Dict[str, Any]:
+    energy, intensity, method = _tree_figures(sampler, t0_ns, t1_ns, cpu_s, start_tick)
     spans: List[SpanRecord] = []
     try:
         with open(spans_path, encoding="utf-8", errors="replace") as fh:

@@ -147,7 +147,7 @@ def _process_figures(run: _Run, now_ns: int, cpu_s: float, idle: bool) -> Tuple[
     for name, price in zip(ledger.components, prices):
         energy[name] = energy.get(name, 0.0) + cpu_s * price
     if sampler.gpus:
-        window_now = ledger.window(run.t0_ns, now_ns)
+        window_now = ledger.window(run.t0_ns, now_ns, start=run.tick0)
         energy[A.GPU] = window_now.gpu_proc_j if window_now is not None else 0.0
     if idle:
         energy["idle"] = cpu_s * idle_price
@@ -158,7 +158,7 @@ def _process_figures(run: _Run, now_ns: int, cpu_s: float, idle: bool) -> Tuple[
 def _machine_figures(run: _Run, now_ns: int) -> Tuple[Dict[str, float], float, str, Any]:
     ledger = run.sampler.ledger
     tick = ledger.latest
-    window = ledger.window(run.t0_ns, now_ns)
+    window = ledger.window(run.t0_ns, now_ns, start=run.tick0)
     if window is None or tick is None:
         return {}, 0.0, A.UNAVAILABLE, None
     energy = {name: window.energy_j.get(name, 0.0) for name in (A.CPU, A.MEMORY)}
@@ -213,7 +213,7 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
             span_energy_j=float(values.get(A.ENERGY_TOTAL, 0.0)),
             span_cpu_time_s=span_cpu_s,
             final=final,
-            _window=(run.sampler, run.t0_ns, now_ns),
+            _window=(run.sampler, run.t0_ns, now_ns, run.tick0),
         )
     except Exception as exc:  # noqa: BLE001
         warn_once(_logger, "track-finish", "otel_carbon: could not compute the figures of %r: %r", cfg.name, exc)

@@ -36,7 +36,7 @@ class EmissionsResult:
     span_energy_j: float
     span_cpu_time_s: float
     final: bool = True
-    _window: Tuple[Any, int, int] = field(default=(None, 0, 0), repr=False, compare=False)
+    _window: Tuple[Any, int, int, Any] = field(default=(None, 0, 0, None), repr=False, compare=False)
 
     @property
     def energy_kwh(self) -> float:
@@ -57,11 +57,11 @@ class EmissionsResult:
     def ledger_window(self) -> Any:
         """The process's ledger over the run (:class:`otel_carbon.ledger.Window`: host
         energy, ``proc_cpu_s``, ``charged_j``...), or None. Computed on demand."""
-        sampler, t0_ns, t1_ns = self._window
+        sampler, t0_ns, t1_ns, start = self._window
         if sampler is None:
             return None
         try:
-            return sampler.ledger.window(t0_ns, t1_ns)
+            return sampler.ledger.window(t0_ns, t1_ns, start=start)
         except Exception:  # noqa: BLE001
             return None
 
