@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -62,6 +63,47 @@ def burn_cpu_s(seconds: float) -> float:
         for i in range(100):
             x += i * i
     return time.thread_time() - start
+
+
+def fork_and_report(child_body, timeout_s: float = 15.0) -> dict:
+    """Run ``child_body()`` (returns a JSON-able dict) in a forked child; return what it
+    reported. A child that raises, or hangs past ``timeout_s`` (killed), fails the test."""
+    import json
+    import select
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report, then leave without running pytest's teardown
+        status = 0
+        try:
+            os.close(read_fd)
+            os.write(write_fd, json.dumps(child_body()).encode())
+        except BaseException as exc:  # noqa: BLE001
+            try:
+                os.write(write_fd, json.dumps({"error": repr(exc)}).encode())
+            finally:
+                status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    chunks = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                os.kill(pid, 9)
+                pytest.fail(f"the forked child did not report within {timeout_s} s (hung)")
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+    report = json.loads(b"".join(chunks) or b"{}")
+    assert "error" not in report, report.get("error")
+    return report
 
 
 def make_sampler(sensors, interval_s=0.05, g_per_kwh=100.0, zone="TEST", pue=1.0, start=True, idle_interval_s=1.0):

@@ -15,12 +15,10 @@ polling loops have deadlines.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import queue
-import select
 import socket
 import threading
 import time
@@ -48,13 +46,13 @@ from otel_carbon.sensors.rapl import MAX_ZONE_POWER_W, probe_rapl
 
 if __package__:  # tests/ is a package
     from . import intensity_fake_api as fake_api
-    from .conftest import make_sampler
+    from .conftest import burn_cpu_s, fork_and_report, make_sampler
     from .fake_nvml import FakeDevice, FakeNvml
     from .intensity_helpers import shared_country
     from .powercap_tree import CounterDriver, build_intel_tree
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
     import intensity_fake_api as fake_api
-    from conftest import make_sampler
+    from conftest import burn_cpu_s, fork_and_report, make_sampler
     from fake_nvml import FakeDevice, FakeNvml
     from intensity_helpers import shared_country
     from powercap_tree import CounterDriver, build_intel_tree
@@ -123,14 +121,6 @@ def bounded(fn: Callable[[], Any], timeout_s: float) -> "tuple[Any, float]":
         raise box["error"]
     return box.get("result"), took
 
-
-def burn_cpu_s(seconds: float) -> float:
-    start = time.thread_time()
-    x = 0
-    while time.thread_time() - start < seconds:
-        for i in range(100):
-            x += i * i
-    return time.thread_time() - start
 
 
 def ccf_sensor(n_vcpus: int = 1) -> CpuModelSensor:
@@ -712,41 +702,6 @@ def test_hanging_exporter_never_blocks_the_span_path_and_flush_ends_when_it_does
 # -- fork with the sampler running ------------------------------------------------------------------
 
 
-def _fork_and_report(child_body: Callable[[], Dict[str, Any]], timeout_s: float = 15.0) -> Dict[str, Any]:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report, then leave without running pytest's teardown
-        status = 0
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps(child_body()).encode())
-        except BaseException as exc:  # noqa: BLE001
-            try:
-                os.write(write_fd, json.dumps({"error": repr(exc)}).encode())
-            finally:
-                status = 1
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    chunks: List[bytes] = []
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                os.kill(pid, 9)
-                pytest.fail(f"the forked child did not report within {timeout_s} s")
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    report = json.loads(b"".join(chunks) or b"{}")
-    assert "error" not in report, report.get("error")
-    return report
-
 
 def test_fork_with_the_sampler_running_and_spans_open_in_the_parent():
     """A private sampler (``sampler=``) and the processor are fork-safe like the process-wide
@@ -789,7 +744,7 @@ def test_fork_with_the_sampler_running_and_spans_open_in_the_parent():
                 "recorded": p.span_metric_counts().get(A.ESTIMATED, 0),
             }
 
-        report = _fork_and_report(child)
+        report = fork_and_report(child)
         for span in open_in_parent:
             span.end()
         p.run(5, "parent-after", lambda: burn_cpu_s(0.002))

@@ -7,9 +7,7 @@ The sampler's own CPU cost is not asserted here (the benchmarks do that).
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import threading
 import time
 from typing import List, Optional
@@ -26,8 +24,10 @@ from otel_carbon.sensors.nvml import probe_nvml
 from otel_carbon.sensors.probe import Probe
 
 if __package__:  # tests/ is a package (tests/__init__.py exists)
+    from .conftest import fork_and_report
     from .fake_nvml import FakeDevice, FakeNvml
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
+    from conftest import fork_and_report
     from fake_nvml import FakeDevice, FakeNvml
 
 INTENSITY = Intensity(g_per_kwh=123.0, zone="test", source="test")
@@ -334,43 +334,6 @@ def test_interval_from_the_environment(monkeypatch):
 # -- fork ------------------------------------------------------------------------------------
 
 
-def _fork_and_report(child_body, timeout_s: float = 10.0) -> dict:
-    """Run ``child_body()`` (returns a dict) in a forked child; return what it reported."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report, then leave without running pytest's teardown
-        status = 0
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps(child_body()).encode())
-        except BaseException as exc:  # noqa: BLE001
-            try:
-                os.write(write_fd, json.dumps({"error": repr(exc)}).encode())
-            finally:
-                status = 1
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    try:
-        chunks: List[bytes] = []
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([read_fd], [], [], max(left, 0))
-            if not ready:
-                os.kill(pid, 9)
-                pytest.fail(f"the forked child did not report within {timeout_s} s (hung)")
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    report = json.loads(b"".join(chunks) or b"{}")
-    assert "error" not in report, report["error"] if "error" in report else ""
-    return report
-
 
 @pytest.fixture
 def global_sampler():
@@ -413,7 +376,7 @@ def test_fork_child_gets_its_own_thread_and_a_fresh_ledger(global_sampler):
             "running": sampler.running,
         }
 
-    report = _fork_and_report(child)
+    report = fork_and_report(child, timeout_s=10.0)
     assert report["pid"] != os.getpid()
     assert report["sampler_pid"] == report["pid"]
     assert report["fresh_ledger"] and report["own_thread"] and report["running"]
@@ -453,7 +416,7 @@ def test_fork_while_a_sensor_read_is_in_progress_does_not_hang_the_child(global_
         assert wait_for(lambda: len(sampler.ledger.ticks()) >= 3, timeout_s=5)
         return {"ticks": len(sampler.ledger.ticks()), "running": sampler.running}
 
-    report = _fork_and_report(child, timeout_s=8)
+    report = fork_and_report(child, timeout_s=8)
     assert report["running"] and report["ticks"] >= 3
 
 
@@ -489,7 +452,7 @@ def test_fork_during_a_read_that_outlasts_the_wait_leaves_the_child_responsive(g
             time.sleep(0.1)
             return {"latest": sampler.ledger.latest is not None, "thread": sampler._thread is not None}
 
-        report = _fork_and_report(child, timeout_s=8)
+        report = fork_and_report(child, timeout_s=8)
         assert time.monotonic() - t0 < 5
         assert report == {"latest": False, "thread": True}
     finally:
