@@ -154,8 +154,9 @@ class CarbonSpanProcessor(SpanProcessor):
                 sampler.wake()
             tls = _tls
             if tls.owner is None:  # not inside a timed asyncio task step: the thread clock
-                if running_loop() is not None:
-                    ensure_task_timing(running_loop())
+                loop = running_loop()
+                if loop is not None:
+                    ensure_task_timing(loop)
                 clock_id = tls.clock_id if tls.clock_known else thread_clock_id()
                 state: _Open = (thread_time_ns(), None, clock_id, sampler.ledger.latest)
             else:
