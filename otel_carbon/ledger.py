@@ -150,6 +150,45 @@ class Window:
         return min(self.proc_cpu_s / self.busy_s, 1.0) if self.busy_s > 0 else 0.0
 
 
+MIN_WINDOW_PROC_S = 0.01  # below this much process CPU time a window price is not trusted
+
+
+class WindowPrices:
+    """Prices over a window of several ticks (the same names as a Tick's)."""
+
+    __slots__ = ("price_j_per_cpu_s", "idle_price_j_per_cpu_s", "wall_s_per_busy_s")
+
+    def __init__(self, price: Sequence[float], idle_price: float, wall_per_busy: float) -> None:
+        self.price_j_per_cpu_s = price
+        self.idle_price_j_per_cpu_s = idle_price
+        self.wall_s_per_busy_s = wall_per_busy
+
+
+def prices_between(start: Optional[Tick], tick: Tick) -> "Tick | WindowPrices":
+    """The prices the process paid per CPU-second from ``start`` to ``tick``.
+
+    An interval is charged at the prices of the tick that opens it, so: the same tick (or
+    no start) gives the latest tick's prices; adjacent ticks give the start tick's; a longer
+    window gives charged energy over process CPU time between the two (spans, trackers and
+    the process's charge then all use one price). A window with too little process CPU time
+    to trust falls back to the latest tick's trailing prices.
+    """
+    if start is None or start is tick:
+        return tick
+    if tick.seq - start.seq == 1:
+        return start
+    d_proc = tick.proc_cpu_s - start.proc_cpu_s
+    if d_proc > MIN_WINDOW_PROC_S and len(start.charged_by_j) == len(tick.charged_by_j):
+        window = [(b - a) / d_proc for a, b in zip(start.charged_by_j, tick.charged_by_j)]
+        if min(window, default=0.0) >= 0:
+            return WindowPrices(
+                window,
+                max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0),
+                max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0),
+            )
+    return tick
+
+
 # Fields that are cumulative (interpolated in windows), by kind.
 _SCALARS = ("busy_s", "total_s", "proc_cpu_s", "charged_j", "gpu_proc_j")
 _VECTORS = ("energy_j", "active_j", "idle_j")

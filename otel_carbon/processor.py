@@ -45,15 +45,11 @@ from otel_carbon.cpu_clock import (
     thread_clock_id,
     thread_time_ns,
 )
-from otel_carbon.ledger import Tick
+from otel_carbon.ledger import Tick, prices_between
 from otel_carbon.sampler import Sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
-
-#: below this much process CPU time between two ticks, a window price is not trusted and the
-#: latest tick's trailing price is used instead
-MIN_WINDOW_PROC_S = 0.01
 
 CLOCK_THREAD = "thread"
 CLOCK_TASK = "task"
@@ -65,17 +61,6 @@ CLOCK_NONE = "none"
 #: None, the starting thread's CPU clock id (threads), and the ledger tick current at start.
 #: A plain tuple: the cheapest object to make on the span path.
 _Open = Tuple[int, Any, Optional[int], Optional[Tick]]
-
-
-class _WindowPrices:
-    """Prices over a span's window of several ticks (same names as a Tick's)."""
-
-    __slots__ = ("price_j_per_cpu_s", "idle_price_j_per_cpu_s", "wall_s_per_busy_s")
-
-    def __init__(self, price: List[float], idle_price: float, wall_per_busy: float) -> None:
-        self.price_j_per_cpu_s = price
-        self.idle_price_j_per_cpu_s = idle_price
-        self.wall_s_per_busy_s = wall_per_busy
 
 
 class CarbonSpanProcessor(SpanProcessor):
@@ -249,26 +234,9 @@ class CarbonSpanProcessor(SpanProcessor):
         cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        # The price the process paid per CPU-second over the span's window: spans and the
-        # process's charge then use one price, which is what conservation needs. An interval
-        # is charged at the prices of the tick that opens it, so a span that started in the
-        # latest interval pays the latest tick's prices, and one that started in the interval
-        # before pays its start tick's prices.
-        if start is tick or start is None:
-            source = tick
-        elif tick.seq - start.seq == 1:
-            source = start
-        else:
-            source = tick
-            d_proc = tick.proc_cpu_s - start.proc_cpu_s
-            if d_proc > MIN_WINDOW_PROC_S and len(start.charged_by_j) == len(tick.charged_by_j):
-                window = [(b - a) / d_proc for a, b in zip(start.charged_by_j, tick.charged_by_j)]
-                if min(window) >= 0:
-                    source = _WindowPrices(
-                        window,
-                        max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0),
-                        max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0),
-                    )
+        # The price the process paid per CPU-second over the span's window (one price for
+        # spans and the process's charge: what conservation needs).
+        source = tick if (start is tick or start is None) else prices_between(start, tick)
         prices = source.price_j_per_cpu_s
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0

@@ -18,6 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from otel_carbon import __version__
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
+from otel_carbon.ledger import prices_between
 from otel_carbon.track._config import _Config
 from otel_carbon.track.result import EmissionsResult
 
@@ -128,21 +129,13 @@ def _span_segment(run: _Run, reopen: bool) -> Dict[str, Any]:
 
 def _process_figures(run: _Run, now_ns: int, cpu_s: float, idle: bool) -> Tuple[Dict[str, float], str, Any]:
     """Process-scope energy per component: process CPU-seconds x price, plus GPU."""
-    from otel_carbon.ledger import PRICE_WINDOW_NS
-
     sampler = run.sampler
     ledger = sampler.ledger
     tick, start = ledger.latest, run.tick0
     if tick is None:
         return {}, A.UNAVAILABLE, None
-    prices, idle_price = tick.price_j_per_cpu_s, tick.idle_price_j_per_cpu_s
-    if start is not None and tick.t_ns - start.t_ns >= PRICE_WINDOW_NS:
-        d_busy = tick.busy_s - start.busy_s
-        if d_busy > 1e-3:
-            window = tuple((b - a) / d_busy for a, b in zip(start.active_j, tick.active_j))
-            if min(window, default=0.0) >= 0:
-                prices = window
-                idle_price = max((sum(tick.idle_j) - sum(start.idle_j)) / d_busy, 0.0)
+    source = prices_between(start, tick)  # the price the process paid over the run
+    prices, idle_price = source.price_j_per_cpu_s, source.idle_price_j_per_cpu_s
     energy = {name: 0.0 for name in (A.CPU, A.MEMORY)}
     for name, price in zip(ledger.components, prices):
         energy[name] = energy.get(name, 0.0) + cpu_s * price
