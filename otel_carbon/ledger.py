@@ -65,6 +65,7 @@ class Tick:
         "gpu_per_span_w",
         "gpu_unattributed_j",
         "intensity",
+        "g_per_j",
         "method",
     )
 
@@ -114,6 +115,7 @@ class Tick:
         self.gpu_per_span_w = gpu_per_span_w
         self.gpu_unattributed_j = gpu_unattributed_j
         self.intensity = intensity
+        self.g_per_j = intensity.g_per_joule  # g CO2e per joule, PUE included (span path)
         self.method = method
 
 

@@ -16,8 +16,9 @@ Attribution (see the README and :mod:`otel_carbon.ledger`): a span pays
 ``carbon.cpu.time x price`` per component, where the price is the active joules per busy
 host CPU-second over the span's window (or the trailing price of the latest tick for spans
 shorter than the price window); GPU energy is the process's share split among open spans.
-Nothing here reads a sensor or a file: the span path costs two CPU-clock reads, a dict
-insert and pop, and a few float operations.
+Nothing here reads a sensor or a file: the span path costs one or two CPU-clock reads (a
+span starting right after another clock read on its thread reuses it: see
+:mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from otel_carbon.cpu_clock import (
     install,
     meter_for_span,
     other_thread_cpu_ns,
+    read_cpu_ns,
     running_loop,
     ensure_task_timing,
+    span_start_cpu_ns,
     thread_clock_id,
-    thread_time_ns,
 )
 from otel_carbon.ledger import Tick, prices_between
 from otel_carbon.sampler import Sampler, get_sampler
@@ -121,6 +123,7 @@ class CarbonSpanProcessor(SpanProcessor):
         self._sampler = sampler if sampler is not None else get_sampler()
         self._layout_for: Any = None
         self._layout: List[Tuple[str, int]] = []
+        self._simple: Optional[Tuple[str, int]] = None  # the layout when it is one component only
         self._has_gpu = False
         self._resource_seen = False
         self._shutdown = False
@@ -139,14 +142,15 @@ class CarbonSpanProcessor(SpanProcessor):
                 sampler.wake()
             tls = _tls
             if tls.owner is None:  # not inside a timed asyncio task step: the thread clock
-                loop = running_loop()
-                if loop is not None:
-                    ensure_task_timing(loop)
-                clock_id = tls.clock_id if tls.clock_known else thread_clock_id()
-                state: _Open = (thread_time_ns(), None, clock_id, sampler.ledger.latest)
+                clock_id = tls.clock_id
+                if clock_id == 0:  # first span on this thread
+                    clock_id = thread_clock_id()
+                if running_loop() is not None:
+                    ensure_task_timing(running_loop())
+                state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest)
             else:
-                meter = meter_for_span()
-                state = (meter.now_ns(), meter, None, sampler.ledger.latest)  # type: ignore[union-attr]
+                meter, now_ns = meter_for_span()
+                state = (now_ns, meter, None, sampler.ledger.latest)
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
@@ -191,7 +195,10 @@ class CarbonSpanProcessor(SpanProcessor):
             return
         try:
             values = self._figures(span)
-            _write_attributes(span, values)
+            # Straight into the span's attribute dict (see the module docstring). No lock: one
+            # dict.update of str keys and plain values runs without releasing the GIL, so
+            # nobody sees it half done; a concurrent set_attribute still takes the SDK's lock.
+            span._attributes._dict.update(values)  # noqa: SLF001
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
             return
@@ -221,22 +228,39 @@ class CarbonSpanProcessor(SpanProcessor):
         if state is None or tick is None:
             return {A.METHOD: A.UNAVAILABLE}
         cpu0_ns, meter, clock_id, start = state
-        if meter is None and clock_id == _tls.clock_id:
-            cpu_ns = thread_time_ns() - cpu0_ns
-            clock = CLOCK_THREAD
-        elif meter is not None:
+        if meter is None:
+            tls = _tls
+            if clock_id == tls.clock_id:
+                cpu_ns = read_cpu_ns(tls) - cpu0_ns
+                clock = CLOCK_THREAD
+            else:
+                now = other_thread_cpu_ns(clock_id)
+                cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
+        else:
             cpu_ns = meter.now_ns() - cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        else:
-            now = other_thread_cpu_ns(clock_id)
-            cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
         cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
-        if self._layout_for is not sampler.ledger:
-            self._refresh_layout()
         # The price the process paid per CPU-second over the span's window (one price for
         # spans and the process's charge: what conservation needs).
         source = tick if (start is tick or start is None) else prices_between(start, tick)
+        method = A.UNAVAILABLE if _monotonic_ns() - tick.t_ns > sampler.stale_after_ns else tick.method
+        if self._layout_for is not sampler.ledger:
+            self._refresh_layout()
+        simple = self._simple
+        if simple is not None:  # one component, nothing else: the common case, one dict literal
+            name, i = simple
+            energy_j = cpu_s * source.price_j_per_cpu_s[i]
+            return {
+                A.CPU_TIME: cpu_s,
+                A.CPU_CLOCK: clock,
+                name: energy_j,
+                A.ENERGY_TOTAL: energy_j,
+                A.EMISSIONS: energy_j * tick.g_per_j,
+                A.INTENSITY: tick.intensity.g_per_kwh,
+                A.ZONE: tick.intensity.zone,
+                A.METHOD: method,
+            }
         prices = source.price_j_per_cpu_s
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0
@@ -254,13 +278,11 @@ class CarbonSpanProcessor(SpanProcessor):
             total_j += idle_j
         if self._embodied_g_per_s:
             values[A.EMBODIED] = cpu_s * source.wall_s_per_busy_s * self._embodied_g_per_s
-        intensity = tick.intensity
         values[A.ENERGY_TOTAL] = total_j
-        values[A.EMISSIONS] = total_j * intensity.pue * intensity.g_per_kwh / A.JOULES_PER_KWH
-        values[A.INTENSITY] = intensity.g_per_kwh
-        values[A.ZONE] = intensity.zone
-        stale = _monotonic_ns() - tick.t_ns > sampler.stale_after_ns
-        values[A.METHOD] = A.UNAVAILABLE if stale else tick.method
+        values[A.EMISSIONS] = total_j * tick.g_per_j
+        values[A.INTENSITY] = tick.intensity.g_per_kwh
+        values[A.ZONE] = tick.intensity.zone
+        values[A.METHOD] = method
         return values
 
     def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
@@ -291,6 +313,8 @@ class CarbonSpanProcessor(SpanProcessor):
                 layout.append((names[sensor.component], i))
         self._layout = layout
         self._has_gpu = bool(sampler.gpus)
+        plain = len(layout) == 1 and not (self._has_gpu or self._idle or self._embodied_g_per_s)
+        self._simple = layout[0] if plain else None
         self._layout_for = sampler.ledger
 
     # -- listeners (metrics) ------------------------------------------------------------
@@ -352,16 +376,6 @@ if hasattr(os, "register_at_fork"):
 
 def _span_id(span: Any) -> int:
     return span.context.span_id  # type: ignore[no-any-return]
-
-
-def _write_attributes(span: Span, values: Dict[str, Any]) -> None:
-    """Write into an ending span's attributes (set_attribute is refused by then)."""
-    attrs = span._attributes  # noqa: SLF001 - see module docstring
-    store = getattr(attrs, "_dict", None)
-    if store is None:
-        raise TypeError(f"unexpected span attributes type {type(attrs).__name__}")
-    with attrs._lock:  # noqa: SLF001
-        store.update(values)
 
 
 def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:

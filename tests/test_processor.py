@@ -80,6 +80,45 @@ def test_nested_spans_parent_includes_children(ccf_sampler):
     assert spans["parent"][A.ENERGY_TOTAL] > spans["child"][A.ENERGY_TOTAL]
 
 
+def test_back_to_back_spans_reuse_clock_reads_but_never_overcount(ccf_sampler):
+    """A span starting right after the previous one ended reuses that clock read (plus the
+    wall time since): the estimate may undercount a little, never overcount."""
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    t0_ns = time.thread_time_ns()
+    for _ in range(300):
+        span = tracer.start_span("short")
+        end = time.perf_counter_ns() + 200_000  # 0.2 ms of work on this thread
+        while time.perf_counter_ns() < end:
+            pass
+        span.end()
+    thread_s = (time.thread_time_ns() - t0_ns) / 1e9
+    cpu = [s.attributes[A.CPU_TIME] for s in exporter.get_finished_spans()]
+    assert len(cpu) == 300 and min(cpu) >= 0.0
+    # never more than the thread really used; the SDK's own per-span work between the spans
+    # (and time off the CPU) is all that is missing
+    assert sum(cpu) <= thread_s
+    assert sum(cpu) >= 0.7 * thread_s
+    provider.shutdown()
+
+
+def test_a_span_after_a_pause_reads_the_clock_again(ccf_sampler):
+    """After the thread was off the CPU for longer than the reuse window, the start is a
+    real read: the pause is not charged to the span, and its work is."""
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for _ in range(5):
+        tracer.start_span("before").end()
+        time.sleep(0.005)  # off the CPU: 5 ms > the reuse window
+        with tracer.start_as_current_span("after"):
+            used_s = burn_cpu_s(0.01)
+        (last,) = [s for s in exporter.get_finished_spans() if s.name == "after"][-1:]
+        assert last.attributes[A.CPU_TIME] == pytest.approx(used_s, rel=0.1, abs=2e-4)
+    provider.shutdown()
+
+
 def test_span_ended_on_another_thread_is_charged_the_starting_threads_cpu(ccf_sampler):
     exporter = InMemorySpanExporter()
     provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
