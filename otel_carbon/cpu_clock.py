@@ -64,7 +64,8 @@ class TaskMeter:
 
     def now_ns(self) -> int:
         if self.in_step:
-            return self.acc_ns + read_cpu_ns(_tls) - self.step_t0_ns
+            # max: a coalesced step start may be ahead of a real read by < CLOCK_REUSE_NS
+            return self.acc_ns + max(read_cpu_ns(_tls) - self.step_t0_ns, 0)
         return self.acc_ns
 
 
@@ -116,11 +117,12 @@ def meter_for_span() -> "tuple[TaskMeter, int]":
         meter = TaskMeter(owner)
         _METER.set(meter)
     meter.open_spans += 1
+    now_ns = span_start_cpu_ns(_tls)  # a span start: coalesced, like on threads
     if not meter.in_step:  # first open span: start timing the rest of this step
-        meter.step_t0_ns = span_start_cpu_ns(_tls)
+        meter.step_t0_ns = now_ns
         meter.in_step = True
         return meter, meter.acc_ns
-    return meter, meter.now_ns()
+    return meter, meter.acc_ns + max(now_ns - meter.step_t0_ns, 0)
 
 
 def _begin(owner: object, meter: Optional[TaskMeter]) -> None:
@@ -132,7 +134,7 @@ def _begin(owner: object, meter: Optional[TaskMeter]) -> None:
 
 def _finish(owner: object, meter: Optional[TaskMeter]) -> None:
     if meter is not None and meter.in_step and meter.owner is owner:
-        meter.acc_ns += read_cpu_ns(_tls) - meter.step_t0_ns
+        meter.acc_ns += max(read_cpu_ns(_tls) - meter.step_t0_ns, 0)
         meter.in_step = False
 
 
