@@ -113,6 +113,10 @@ PROCESS_EMISSIONS = "carbon.process.emissions"  # counter, g CO2e, with carbon.m
 
 # Grid intensity in use.
 GRID_INTENSITY = "carbon.grid.intensity"  # gauge, g CO2e/kWh, with carbon.zone
+#: counter: sampler intervals longer than a counter's wrap period at the highest plausible
+#: power (the sampler was starved); energy in them may be short by whole counter ranges
+SAMPLER_GAPS = "carbon.sampler.gaps"
+UNIT_GAPS = "{gap}"
 
 # Per span, with low-cardinality attributes only.
 SPAN_ENERGY = "carbon.span.energy"  # histogram, J (carbon.energy.total of each span)
@@ -134,6 +138,7 @@ METRICS = {
     PROCESS_ENERGY: ("counter", UNIT_J),
     PROCESS_EMISSIONS: ("counter", UNIT_G),
     GRID_INTENSITY: ("gauge", UNIT_G_PER_KWH),
+    SAMPLER_GAPS: ("counter", UNIT_GAPS),
     SPAN_ENERGY: ("histogram", UNIT_J),
     SPAN_EMISSIONS: ("counter", UNIT_G),
 }

@@ -37,7 +37,7 @@ import psutil
 
 from otel_carbon import config
 from otel_carbon._log import warn_once
-from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, UNAVAILABLE
+from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
 from otel_carbon.intensity import IntensitySource, intensity_source
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
@@ -121,6 +121,10 @@ class Sampler:
         safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
         self._max_safe_interval_s = float(min(safe, default=float("inf")))
         self.interval_s = float(min(interval_s, self._max_safe_interval_s))
+        #: a longer interval between two readings may hide a counter wrap (twice the safe
+        #: read interval: the wrap period at the highest plausible power)
+        self._gap_ns = 2e9 * self._max_safe_interval_s
+        self.long_gaps = 0  # intervals longer than that (the sampler was starved)
         if not (isinstance(idle_interval_s, (int, float)) and 0 < idle_interval_s <= threading.TIMEOUT_MAX):
             raise ValueError(f"idle_interval_s must be a number of seconds > 0, got {idle_interval_s!r}")
         self.idle_interval_s = float(max(idle_interval_s, self.interval_s))
@@ -331,6 +335,19 @@ class Sampler:
             # one. The totals are cumulative, so the skew moves energy between two adjacent
             # intervals and cancels over any window longer than a tick.
             self.skewed_pairs += 1
+        if prev is not None and t_ns - prev.t_ns > self._gap_ns:
+            self.long_gaps += 1
+            warn_once(
+                _logger,
+                "sampler-gap",
+                "otel_carbon: %.1f s between two sensor readings, longer than a counter's wrap "
+                "period at the highest plausible power (%.1f s): the sampler thread was starved "
+                "(a call holding the GIL, a frozen process?). Energy in such intervals may be short "
+                "by whole counter ranges; they are counted in the %s metric",
+                (t_ns - prev.t_ns) / 1e9,
+                self._gap_ns / 1e9,
+                SAMPLER_GAPS,
+            )
         gpu_proc_j, gpu_ok = self._read_gpus(sample)
         if gpu_ok and None not in readings:
             energy = readings

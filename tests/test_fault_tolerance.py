@@ -496,13 +496,14 @@ def _gil_holding_loop(n: int) -> int:
     return sum(range(n))
 
 
-def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path):
+def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path, caplog):
     """The sampler reads each counter at least every ``max_read_interval_s`` (half a wrap at
     MAX_ZONE_POWER_W) *if it gets the GIL*. A C call holding the GIL longer than a wrap period
     breaks that contract: each missed wrap loses exactly one counter range. This test shows
     the bound (lost energy = k x range, never more, never negative) rather than pretending
-    it cannot happen. With real ranges (2^32 x 61 uJ = 262 kJ, a wrap every ~40 min at 100 W)
-    it would take a GIL stall of many minutes."""
+    it cannot happen, and that the gap is reported (a warning and the carbon.sampler.gaps
+    metric). With real ranges (2^32 x 61 uJ = 262 kJ, a wrap every ~40 min at 100 W) it
+    would take a GIL stall of many minutes."""
     range_j = 100.0
     watts = 200.0  # a wrap every 0.5 s
     root = tmp_path / "powercap"
@@ -530,6 +531,7 @@ def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path
         end_uj = zone.read_uj()
         assert wait_for(lambda: cpu.zones[0].last_uj == end_uj, 5)
         p.run(5, "after")
+        gaps_metric = p.points()[A.SAMPLER_GAPS][0][1].value
     finally:
         sampler.shutdown()
         cpu.close()
@@ -540,6 +542,10 @@ def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path
     gap_s = max(gaps_s)
     assert gap_s > range_j / watts, f"the sampler was not starved for a wrap period (gap {gap_s:.3f} s)"
     assert gap_s > 2 * cpu.max_read_interval_s()  # the read-interval contract was broken
+    # ... and said so: every interval longer than the wrap period at MAX_ZONE_POWER_W counted
+    wrap_period_s = 2 * cpu.max_read_interval_s()
+    assert sampler.long_gaps == gaps_metric == sum(g > wrap_period_s for g in gaps_s) >= 1
+    assert any("between two sensor readings" in m and A.SAMPLER_GAPS in m for m in carbon_warnings(caplog))
     # True energy: known modulo the range from the counter itself, and roughly from the clock.
     range_uj = int(range_j * 1e6)
     true_mod_j = ((end_uj - start_uj) % range_uj) / 1e6

@@ -137,6 +137,11 @@ class HardwareMeter:
             A.GRID_INTENSITY, [observe(self._intensity)], unit=A.UNIT_G_PER_KWH,
             description="Grid carbon intensity in use",
         )
+        meter.create_observable_counter(
+            A.SAMPLER_GAPS, [observe(self._gaps)], unit=A.UNIT_GAPS,
+            description="Sampler intervals longer than a counter's wrap period at the highest plausible "
+            "power (the sampler was starved); energy in them may be short by whole counter ranges",
+        )
         latest = sampler.ledger.latest
         if latest is not None:
             self.on_tick(latest)
@@ -244,6 +249,9 @@ class HardwareMeter:
 
     def _process_emissions(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(self.process_emissions_g, layout.method)
+
+    def _gaps(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
+        yield Observation(self._sampler.long_gaps)
 
     def _intensity(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(tick.intensity.g_per_kwh, {A.ZONE: tick.intensity.zone})
