@@ -38,6 +38,7 @@ import asyncio
 import asyncio.events
 import collections.abc
 import contextvars
+import os
 import threading
 import time
 from typing import Any, Optional
@@ -276,3 +277,15 @@ def other_thread_cpu_ns(clock_id: Optional[int]) -> Optional[int]:
         return time.clock_gettime_ns(clock_id)
     except (OSError, ValueError, OverflowError):
         return None
+
+
+def _forget_thread_clock_in_child() -> None:
+    """In a forked child the forking thread is a new thread: its CPU clock starts again near
+    0 and its clock id is another. Forget the parent's (a coalesced read from before the fork
+    would put a span's start far ahead of its end)."""
+    _tls.clock_id = 0
+    _tls.last_read = (0, -CLOCK_REUSE_NS)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_thread_clock_in_child)

@@ -15,7 +15,7 @@ from otel_carbon import CarbonSpanProcessor
 from otel_carbon import attributes as A
 from otel_carbon.sensors.cpu_model import CpuModelSensor
 
-from conftest import burn_cpu_s, make_sampler
+from conftest import burn_cpu_s, fork_and_report, make_sampler
 
 PRICE_J_PER_CPU_S = 4.0  # the ccf_sampler fixture's max - min watts per vCPU
 
@@ -116,6 +116,30 @@ def test_a_span_after_a_pause_reads_the_clock_again(ccf_sampler):
             used_s = burn_cpu_s(0.01)
         (last,) = [s for s in exporter.get_finished_spans() if s.name == "after"][-1:]
         assert last.attributes[A.CPU_TIME] == pytest.approx(used_s, rel=0.1, abs=2e-4)
+    provider.shutdown()
+
+
+def test_forked_child_uses_its_own_thread_clock(ccf_sampler):
+    """The forking thread is another thread in the child (new clock id, clock near 0): a
+    span the child starts there and ends on a worker thread is charged the child's work, not
+    the parent thread's clock (which the parent, waiting here, barely moves)."""
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=ccf_sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    tracer.start_span("in parent").end()  # the parent thread's clock id and last read are known
+
+    def child() -> dict:
+        span = tracer.start_span("in child")
+        used_s = burn_cpu_s(0.05)
+        ender = threading.Thread(target=span.end)
+        ender.start()
+        ender.join()
+        (got,) = [s for s in exporter.get_finished_spans() if s.name == "in child"]
+        return {"used_s": used_s, "cpu_s": got.attributes[A.CPU_TIME], "clock": got.attributes[A.CPU_CLOCK]}
+
+    got = fork_and_report(child)
+    assert got["clock"] == "other_thread"
+    assert got["cpu_s"] == pytest.approx(got["used_s"], rel=0.15)
     provider.shutdown()
 
 
