@@ -5,8 +5,11 @@
 Both variants run the same app under ``opentelemetry-instrument`` with the official
 Flask/FastAPI instrumentation; "without" sets ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=carbon``.
 Servers: Flask under gunicorn (2 sync workers) and FastAPI under uvicorn (1 worker),
-on 127.0.0.1. Variants alternate each round; medians of requests/s and p99 latency are
-compared. Goal: with carbon, at least 0.95 of the throughput and p99 within 5 %.
+on 127.0.0.1. Variants alternate each round; medians of requests/s, p99 latency and the
+server's CPU time per request (the process tree's user + system time over the timed run,
+divided by the requests wrk completed: steadier than throughput when wrk and the server
+share two vCPUs) are compared. Goal: with carbon, at least 0.95 of the throughput and p99
+within 5 %.
 """
 
 from __future__ import annotations
@@ -65,7 +68,25 @@ def parse_wrk(text: str) -> Tuple[float, float]:
     return rps, p99_ms
 
 
-def run_once(kind: str, carbon: bool, seconds: int, connections: int, rounds: int) -> Tuple[float, float]:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def run_once(kind: str, carbon: bool, seconds: int, connections: int, rounds: int) -> Tuple[float, float, float]:
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -81,8 +102,12 @@ def run_once(kind: str, carbon: bool, seconds: int, connections: int, rounds: in
         wait_ready(port)
         url = f"http://127.0.0.1:{port}/work?rounds={rounds}"
         subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", "2s", url], capture_output=True, check=True)  # warm-up
+        cpu0 = tree_cpu_s(proc.pid)
         out = subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", f"{seconds}s", "--latency", url], capture_output=True, text=True, check=True).stdout
-        return parse_wrk(out)
+        cpu_s = tree_cpu_s(proc.pid) - cpu0
+        requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        rps, p99_ms = parse_wrk(out)
+        return rps, p99_ms, cpu_s / max(requests, 1) * 1e6
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -103,7 +128,7 @@ def main() -> None:
         sys.exit("wrk not found: apt-get install wrk")
     print(f"machine: {machine()}")
     for kind in ("flask-gunicorn", "fastapi-uvicorn"):
-        results: Dict[bool, List[Tuple[float, float]]] = {False: [], True: []}
+        results: Dict[bool, List[Tuple[float, float, float]]] = {False: [], True: []}
         for r in range(args.rounds):
             for carbon in ((False, True) if r % 2 == 0 else (True, False)):
                 results[carbon].append(run_once(kind, carbon, args.seconds, args.connections, args.work))
@@ -111,9 +136,16 @@ def main() -> None:
         base_p99 = statistics.median(x[1] for x in results[False])
         ours_rps = statistics.median(x[0] for x in results[True])
         ours_p99 = statistics.median(x[1] for x in results[True])
+        base_cpu = statistics.median(x[2] for x in results[False])
+        ours_cpu = statistics.median(x[2] for x in results[True])
         print(
-            f"{kind:<16} without: {base_rps:8.0f} req/s p99 {base_p99:6.2f} ms | with carbon: {ours_rps:8.0f} req/s "
-            f"p99 {ours_p99:6.2f} ms | throughput x{ours_rps / base_rps:.3f}, p99 x{ours_p99 / base_p99:.3f}"
+            f"{kind:<16} without: {base_rps:8.0f} req/s p99 {base_p99:6.2f} ms {base_cpu:6.0f} us CPU/req | with carbon: "
+            f"{ours_rps:8.0f} req/s p99 {ours_p99:6.2f} ms {ours_cpu:6.0f} us CPU/req | throughput x{ours_rps / base_rps:.3f}, "
+            f"p99 x{ours_p99 / base_p99:.3f}, server CPU per request x{ours_cpu / base_cpu:.3f} (+{ours_cpu - base_cpu:.0f} us)"
+        )
+        print(
+            f"{'':<16} throughput ratio per round: "
+            + ", ".join(f"{o[0] / b[0]:.3f}" for b, o in zip(results[False], results[True]))
         )
 
 

@@ -235,9 +235,9 @@ def test_each_sampler_tick_drains_the_queue(manual_sampler):
         for _ in range(4):
             with p.tracer.start_as_current_span("s"):
                 burn(200)
-        assert len(p.metrics._spans._queue) == 4 and p.metrics.recorded_spans == 0
+        assert p.metrics._spans.queued == 4 and p.metrics.recorded_spans == 0
         sampler.tick()  # the tick listener drains on the sampler's thread (here: this one)
-        assert len(p.metrics._spans._queue) == 0 and p.metrics.recorded_spans == 4
+        assert p.metrics._spans.queued == 0 and p.metrics.recorded_spans == 4
     finally:
         p.close()
 
