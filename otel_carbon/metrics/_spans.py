@@ -39,10 +39,10 @@ ENERGY_BUCKETS_J = (
 )
 #: distinct attribute sets kept in the drain's cache before it is cleared
 MAX_CACHED_KEYS = 4096
-#: the drain lets the application threads run after this many spans (~0.1 ms of records):
-#: a busy service queues ~100 spans per tick, and one uninterrupted drain of them held the
-#: GIL for a millisecond, which showed in request latency
-DRAIN_CHUNK = 16
+#: the drain lets the application threads have the GIL after this many spans (~1.5 ms of
+#: records, under the interpreter's 5 ms switch interval): a whole tick's worth in one go
+#: can hold it for tens of ms in a busy service. Each yield costs ~20 us (a GIL hand-off).
+DRAIN_CHUNK = 256
 _yield_gil = partial(time.sleep, 0)
 
 _URL_ATTRIBUTES = frozenset(
