@@ -30,6 +30,8 @@
 * **A span ended on another thread** than it started on is charged the CPU time of the
   thread that started it, read through that thread's CPU clock
   (``pthread_getcpuclockid``); if that thread is gone, ``carbon.cpu.clock=none`` and 0 s.
+* **Fork.** In a child the forking thread is a new thread (new clock id, clock near 0): its
+  cached clock id and last read are forgotten.
 """
 
 from __future__ import annotations
