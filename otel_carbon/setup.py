@@ -87,26 +87,39 @@ class _Switch(SpanProcessor):
     we do not own) really stops the work on spans.
     """
 
+    _HOOKS = ("on_start", "_on_ending", "on_end")
+
     def __init__(self, target: CarbonSpanProcessor) -> None:
-        self.target: Optional[CarbonSpanProcessor] = target
+        self._target: Optional[CarbonSpanProcessor] = None
+        self.target = target
+
+    @property
+    def target(self) -> Optional[CarbonSpanProcessor]:
+        return self._target
+
+    @target.setter
+    def target(self, target: Optional[CarbonSpanProcessor]) -> None:
+        """On: the target's own bound hooks become this object's, so the SDK calls them with
+        no forwarding frame per span. Off: the class's no-op hooks show through again."""
+        self._target = target
+        for name in self._HOOKS:
+            if target is None:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, getattr(target, name))
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        target = self.target
-        if target is not None:
-            target.on_start(span, parent_context=parent_context)
+        pass  # off (while on, the target's hook shadows this one)
 
     def _on_ending(self, span: Any) -> None:
-        target = self.target
-        if target is not None:
-            target._on_ending(span)  # noqa: SLF001 - the SDK's hook, see processor.py
+        pass
 
     def on_end(self, span: Any) -> None:
-        target = self.target
-        if target is not None:
-            target.on_end(span)
+        pass
 
     def shutdown(self) -> None:
-        target, self.target = self.target, None
+        target = self._target
+        self.target = None
         if target is not None:
             target.shutdown()
 
