@@ -145,8 +145,9 @@ class CarbonSpanProcessor(SpanProcessor):
                 clock_id = tls.clock_id
                 if clock_id == 0:  # first span on this thread
                     clock_id = thread_clock_id()
-                if running_loop() is not None:
-                    ensure_task_timing(running_loop())
+                loop = running_loop()
+                if loop is not None:
+                    ensure_task_timing(loop)
                 state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest)
             else:
                 meter, now_ns = meter_for_span()

@@ -128,8 +128,9 @@ class SpanRecorder:
         get = _attribute_dict(span).get
         # One flat record of plain values (str, float, None), never a tuple per span: that was
         # a GC-tracked object living until the drain, and a busy service queues hundreds per
-        # tick: the garbage collector then ran every few requests (~25 us a request with
-        # Flask). The temporary tuple is freed at once; deque.extend of it is atomic (GIL).
+        # tick, which added collections (Flask: 16.3 against 15.3 gen0 and 1.7 against 1.3 gen1
+        # per 1,000 requests, ~3 us of GC a request). The temporary tuple is freed at once;
+        # deque.extend of it is atomic under the GIL, so records never interleave.
         queue.extend((span.name, figures.get(A.METHOD), energy_j, figures.get(A.EMISSIONS, 0.0), *map(get, self._lookup)))
 
     @property
