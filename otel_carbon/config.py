@@ -43,6 +43,10 @@ OTEL_CARBON_SAMPLE_INTERVAL = "OTEL_CARBON_SAMPLE_INTERVAL"
 OTEL_CARBON_MAX_OPEN_SPANS = "OTEL_CARBON_MAX_OPEN_SPANS"
 """Most spans tracked while open, per processor (default 100000); older ones are dropped."""
 
+OTEL_CARBON_SPEEDUPS = "OTEL_CARBON_SPEEDUPS"
+"""``on`` (default): the span path's compiled part (``otel_carbon._speedups``) when it was
+built; ``off``: the pure-Python span path. Both give the same figures."""
+
 DEFAULT_POWERCAP_ROOT = "/sys/class/powercap"
 DEFAULT_SAMPLE_INTERVAL_S = 0.1
 DEFAULT_MAX_OPEN_SPANS = 100_000
@@ -148,6 +152,10 @@ def idle_policy() -> str:
 
 def embodied_g_per_hour() -> Optional[float]:
     return env_non_negative_float(OTEL_CARBON_EMBODIED_G_PER_HOUR, None)
+
+
+def speedups() -> bool:
+    return env_choice(OTEL_CARBON_SPEEDUPS, "on", "on", "off") == "on"
 
 
 def max_open_spans() -> int:

@@ -30,6 +30,11 @@
 * **A span ended on another thread** than it started on is charged the CPU time of the
   thread that started it, read through that thread's CPU clock
   (``pthread_getcpuclockid``); if that thread is gone, ``carbon.cpu.clock=none`` and 0 s.
+* **Compiled.** ``otel_carbon._speedups`` (C, built when a compiler is at hand; off with
+  ``OTEL_CARBON_SPEEDUPS=off``) replaces :func:`span_start_cpu_ns`, :func:`read_cpu_ns`,
+  :func:`thread_clock_id`, :func:`current_owner` and :func:`swap_owner` with the same
+  rules, their state kept in C thread-local storage (``_tls`` then keeps its defaults).
+  The Python functions are the reference and the fallback.
 * **Fork.** In a child the forking thread is a new thread (new clock id, clock near 0): its
   cached clock id and last read are forgotten.
 """
@@ -44,6 +49,8 @@ import os
 import threading
 import time
 from typing import Any, Optional
+
+from otel_carbon import config
 
 thread_time_ns = time.thread_time_ns
 perf_counter_ns = time.perf_counter_ns
@@ -111,10 +118,18 @@ def current_owner() -> Optional[object]:
     return _tls.owner
 
 
+def swap_owner(owner: Optional[object]) -> Optional[object]:
+    """Make ``owner`` the task step running on this thread; returns the previous one."""
+    tls = _tls
+    previous = tls.owner
+    tls.owner = owner
+    return previous
+
+
 def meter_for_span() -> "tuple[TaskMeter, int]":
     """The running task's meter with one more open span (created and bound if needed), and
-    its reading now. Only inside a timed task step (``_tls.owner`` set)."""
-    owner = _tls.owner
+    its reading now. Only inside a timed task step (:func:`current_owner` set)."""
+    owner = current_owner()
     meter = _METER.get()
     if meter is None or meter.owner is not owner:
         meter = TaskMeter(owner)
@@ -149,15 +164,13 @@ _install_lock = threading.Lock()
 
 def _timed_handle_run(self: asyncio.events.Handle) -> None:
     ctx = self._context  # type: ignore[attr-defined]
-    tls = _tls
-    previous = tls.owner
-    tls.owner = ctx
+    previous = swap_owner(ctx)
     _begin(ctx, ctx.get(_METER))
     try:
         _original_handle_run(self)
     finally:
         _finish(ctx, ctx.get(_METER))
-        tls.owner = previous
+        swap_owner(previous)
 
 
 def install() -> None:
@@ -189,20 +202,16 @@ class _TimedCoroutine(collections.abc.Coroutine):  # type: ignore[type-arg]
         self._coro = coro
 
     def send(self, value: Any) -> Any:
-        tls = _tls
-        previous = tls.owner
-        tls.owner = self
+        previous = swap_owner(self)
         _begin(self, _METER.get())
         try:
             return self._coro.send(value)
         finally:
             _finish(self, _METER.get())
-            tls.owner = previous
+            swap_owner(previous)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        tls = _tls
-        previous = tls.owner
-        tls.owner = self
+        previous = swap_owner(self)
         _begin(self, _METER.get())
         try:
             if val is None and tb is None:
@@ -210,7 +219,7 @@ class _TimedCoroutine(collections.abc.Coroutine):  # type: ignore[type-arg]
             return self._coro.throw(typ, val, tb)
         finally:
             _finish(self, _METER.get())
-            tls.owner = previous
+            swap_owner(previous)
 
     def close(self) -> None:
         self._coro.close()
@@ -281,12 +290,28 @@ def other_thread_cpu_ns(clock_id: Optional[int]) -> Optional[int]:
         return None
 
 
+speedups: Any = None
+if config.speedups():
+    try:
+        from otel_carbon import _speedups as speedups
+    except ImportError:  # not built (no compiler at install time): the Python functions above
+        speedups = None
+if speedups is not None:
+    span_start_cpu_ns = speedups.span_start_cpu_ns  # noqa: F811
+    read_cpu_ns = speedups.read_cpu_ns  # noqa: F811
+    thread_clock_id = speedups.thread_clock_id  # noqa: F811
+    current_owner = speedups.current_owner  # noqa: F811
+    swap_owner = speedups.swap_owner  # noqa: F811
+
+
 def _forget_thread_clock_in_child() -> None:
     """In a forked child the forking thread is a new thread: its CPU clock starts again near
     0 and its clock id is another. Forget the parent's (a coalesced read from before the fork
     would put a span's start far ahead of its end)."""
     _tls.clock_id = 0
     _tls.last_read = (0, -CLOCK_REUSE_NS)
+    if speedups is not None:
+        speedups.forget_thread_clock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -34,10 +34,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_carbon import attributes as A
+from otel_carbon import cpu_clock
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
+    current_owner,
     install,
     meter_for_span,
     other_thread_cpu_ns,
@@ -45,6 +47,7 @@ from otel_carbon.cpu_clock import (
     running_loop,
     ensure_task_timing,
     span_start_cpu_ns,
+    speedups,
     thread_clock_id,
 )
 from otel_carbon.ledger import Tick, prices_between
@@ -130,8 +133,57 @@ class CarbonSpanProcessor(SpanProcessor):
         self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
         self._counter = self._open.__len__
         self._sampler.register_span_counter(self._counter)
+        self._hooks: Any = None
+        if not processors and cpu_clock.speedups is not None and _plain_hooks(type(self)):
+            self._use_compiled_hooks(cpu_clock.speedups)
         _instances.add(self)
         install()
+
+    def _use_compiled_hooks(self, compiled: Any) -> None:
+        """Bind the compiled span path (``_speedups.c``). It does the common case and hands
+        everything else to the methods below, which stay the reference; it reads nothing
+        from Python objects per span: the processor pushes what it mirrors (:meth:`_sync_hooks`,
+        and each tick, from the sampler thread)."""
+        cls = type(self)
+        names = (
+            A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
+            CLOCK_THREAD, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
+            "t_ns", "intensity", "g_per_kwh", "zone", "method",
+        )  # fmt: skip
+        self._hooks = compiled.Hooks(
+            self._open,
+            running_loop,
+            cls.on_start.__get__(self, cls),
+            cls._on_ending.__get__(self, cls),
+            self._drop_oldest,
+            self._notify,
+            names,
+            self._max_open,
+        )
+        self._tick_listener = _weak_tick_listener(self)
+        self._sampler.add_tick_listener(self._tick_listener)
+        self._on_tick(self._sampler.ledger.latest)
+        self.on_start = self._hooks.on_start  # type: ignore[method-assign]
+        self._on_ending = self._hooks.on_ending  # type: ignore[method-assign]
+        self.on_end = self._hooks.on_end  # type: ignore[method-assign]
+
+    def _on_tick(self, tick: Optional[Tick]) -> None:
+        """The sampler appended ``tick`` (sampler thread): tell the compiled hooks."""
+        sampler = self._sampler
+        if tick is not None and self._layout_for is not sampler.ledger:
+            self._refresh_layout()
+        self._hooks.set_tick(tick, sampler._quiet, sampler.stale_after_ns)  # noqa: SLF001
+
+    def _sync_hooks(self) -> None:
+        """Tell the compiled hooks what they mirror (after any of it changes)."""
+        if self._hooks is not None:
+            simple = self._simple
+            self._hooks.sync(
+                self._resource_seen,
+                simple[0] if simple else None,
+                simple[1] if simple else 0,
+                bool(self._listeners),
+            )
 
     # -- span start -------------------------------------------------------------------
 
@@ -141,9 +193,9 @@ class CarbonSpanProcessor(SpanProcessor):
             if sampler._quiet:  # noqa: SLF001 - one attribute read on the span path
                 sampler.wake()
             tls = _tls
-            if tls.owner is None:  # not inside a timed asyncio task step: the thread clock
+            if current_owner() is None:  # not inside a timed asyncio task step: the thread clock
                 clock_id = tls.clock_id
-                if clock_id == 0:  # first span on this thread
+                if clock_id == 0:  # first span on this thread (always, when compiled)
                     clock_id = thread_clock_id()
                 loop = running_loop()
                 if loop is not None:
@@ -184,6 +236,7 @@ class CarbonSpanProcessor(SpanProcessor):
         resource = getattr(span, "resource", None)
         if resource is not None:
             self._sampler.use_resource(dict(resource.attributes))
+        self._sync_hooks()
 
     # -- span end -----------------------------------------------------------------------
 
@@ -231,7 +284,7 @@ class CarbonSpanProcessor(SpanProcessor):
         cpu0_ns, meter, clock_id, start = state
         if meter is None:
             tls = _tls
-            if clock_id == tls.clock_id:
+            if clock_id == (tls.clock_id or thread_clock_id()):
                 cpu_ns = read_cpu_ns(tls) - cpu0_ns
                 clock = CLOCK_THREAD
             else:
@@ -317,6 +370,7 @@ class CarbonSpanProcessor(SpanProcessor):
         plain = len(layout) == 1 and not (self._has_gpu or self._idle or self._embodied_g_per_s)
         self._simple = layout[0] if plain else None
         self._layout_for = sampler.ledger
+        self._sync_hooks()
 
     # -- listeners (metrics) ------------------------------------------------------------
 
@@ -325,9 +379,11 @@ class CarbonSpanProcessor(SpanProcessor):
         that ends it. ``figures`` maps the carbon attribute names to their values. It must
         be fast and must not raise (exceptions are caught and logged once)."""
         self._listeners = (*self._listeners, listener)
+        self._sync_hooks()
 
     def remove_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
         self._listeners = tuple(x for x in self._listeners if x is not listener)
+        self._sync_hooks()
 
     def _notify(self, span: Any, values: Dict[str, Any]) -> None:
         for listener in self._listeners:
@@ -347,6 +403,8 @@ class CarbonSpanProcessor(SpanProcessor):
             return
         self._shutdown = True
         self._sampler.unregister_span_counter(self._counter)
+        if self._hooks is not None:
+            self._sampler.remove_tick_listener(self._tick_listener)
         for p in self._wrapped:
             p.shutdown()
 
@@ -369,10 +427,32 @@ def _after_fork_in_child() -> None:
     open-span cap). A child that ends its copy of one exports it marked unavailable."""
     for processor in list(_instances):
         processor._open.clear()
+        if processor._hooks is not None:  # the parent's ticks are not the child's
+            processor._hooks.set_tick(None, False, processor._sampler.stale_after_ns)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _weak_tick_listener(processor: CarbonSpanProcessor) -> Callable[[Optional[Tick]], None]:
+    """A tick listener that does not keep ``processor`` alive (and removes itself after)."""
+    ref = weakref.ref(processor)
+    sampler = processor._sampler
+
+    def on_tick(tick: Optional[Tick]) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._on_tick(tick)
+        else:
+            sampler.remove_tick_listener(on_tick)
+
+    return on_tick
+
+
+def _plain_hooks(cls: type) -> bool:
+    """Whether ``cls`` keeps our span hooks (a subclass that overrides one keeps Python)."""
+    return all(getattr(cls, name) is getattr(CarbonSpanProcessor, name) for name in ("on_start", "_on_ending", "on_end"))
 
 
 def _span_id(span: Any) -> int:

@@ -1,0 +1,614 @@
+/*
+ * otel_carbon._speedups: the span path in C (optional; the pure-Python code in
+ * cpu_clock.py and processor.py is the reference and the fallback).
+ *
+ * What is here, and nothing more:
+ *
+ *   - the per-thread CPU clock with coalesced reads (cpu_clock.span_start_cpu_ns,
+ *     read_cpu_ns, thread_clock_id): the same rule as the Python code, with the last real
+ *     read kept in C thread-local storage;
+ *   - Hooks: on_start / _on_ending / on_end for a drop-in CarbonSpanProcessor, doing the
+ *     common case only (a span started and ended on one thread, outside timed asyncio
+ *     steps, priced by the tick current at its start, one component). Anything else -- and
+ *     any error -- is handed to the processor's Python methods, which do the same work in
+ *     full and catch everything. The Python processor tells the hooks what they mirror
+ *     (layout, listeners, whether the resource was seen) through Hooks.sync().
+ *
+ * Every function here holds the GIL throughout: eight dict stores into a span's attributes
+ * are seen by other threads all at once, as the Python dict.update was.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <time.h>
+
+#define CLOCK_REUSE_NS 50000LL
+
+/* This thread's last real CPU-clock read and its clock id. */
+typedef struct {
+    long long cpu_ns;  /* CPU ns at the last real read */
+    long long wall_ns; /* CLOCK_MONOTONIC ns taken just before it */
+    int clock_state;   /* 0: not asked yet, 1: clock_id valid, -1: the OS has none */
+    clockid_t clock_id;
+} thread_clock;
+
+static _Thread_local thread_clock tc = {0, -CLOCK_REUSE_NS, 0, 0};
+
+/* The asyncio task step running on this thread (cpu_clock.current_owner), or NULL for None.
+ * A strong reference; every swap_owner is undone in a finally, so a thread ends with NULL. */
+static _Thread_local PyObject *owner_tls = NULL;
+
+static inline long long
+ns_of(const struct timespec *ts)
+{
+    return (long long)ts->tv_sec * 1000000000LL + ts->tv_nsec;
+}
+
+static inline long long
+wall_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ns_of(&ts);
+}
+
+/* A real read of this thread's CPU clock, remembered for the next span start. */
+static int
+real_read(long long wall_ns, long long *cpu_ns)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    *cpu_ns = ns_of(&ts);
+    tc.cpu_ns = *cpu_ns;
+    tc.wall_ns = wall_ns;
+    return 0;
+}
+
+/* The CPU clock for a span (or task step) starting now: the last real read plus the wall
+ * time since, when that read is under CLOCK_REUSE_NS old (see cpu_clock.py). */
+static int
+coalesced_read(long long wall_ns, long long *cpu_ns)
+{
+    long long gap = wall_ns - tc.wall_ns;
+    if (gap >= 0 && gap < CLOCK_REUSE_NS) {
+        *cpu_ns = tc.cpu_ns + gap;
+        return 0;
+    }
+    return real_read(wall_ns, cpu_ns);
+}
+
+static void
+ensure_clock_id(void)
+{
+    if (tc.clock_state == 0) {
+        clockid_t cid;
+        if (pthread_getcpuclockid(pthread_self(), &cid) == 0) {
+            tc.clock_id = cid;
+            tc.clock_state = 1;
+        }
+        else {
+            tc.clock_state = -1;
+        }
+    }
+}
+
+static PyObject *
+clock_id_object(void)
+{
+    ensure_clock_id();
+    if (tc.clock_state == 1)
+        return PyLong_FromLong((long)tc.clock_id);
+    Py_RETURN_NONE;
+}
+
+/* -- module functions (the cpu_clock API; the argument is the Python TLS, unused) ---- */
+
+static PyObject *
+span_start_cpu_ns(PyObject *module, PyObject *unused)
+{
+    long long cpu_ns;
+    if (coalesced_read(wall_now_ns(), &cpu_ns) < 0)
+        return NULL;
+    return PyLong_FromLongLong(cpu_ns);
+}
+
+static PyObject *
+read_cpu_ns(PyObject *module, PyObject *unused)
+{
+    long long cpu_ns;
+    if (real_read(wall_now_ns(), &cpu_ns) < 0)
+        return NULL;
+    return PyLong_FromLongLong(cpu_ns);
+}
+
+static PyObject *
+thread_clock_id(PyObject *module, PyObject *unused)
+{
+    return clock_id_object();
+}
+
+static PyObject *
+current_owner(PyObject *module, PyObject *unused)
+{
+    PyObject *owner = owner_tls ? owner_tls : Py_None;
+    Py_INCREF(owner);
+    return owner;
+}
+
+static PyObject *
+swap_owner(PyObject *module, PyObject *owner)
+{
+    PyObject *previous = owner_tls ? owner_tls : Py_None; /* its reference goes to the caller */
+    if (owner == Py_None) {
+        owner_tls = NULL;
+    }
+    else {
+        Py_INCREF(owner);
+        owner_tls = owner;
+    }
+    if (previous == Py_None)
+        Py_INCREF(previous);
+    return previous;
+}
+
+static PyObject *
+forget_thread_clock(PyObject *module, PyObject *unused)
+{
+    tc.cpu_ns = 0;
+    tc.wall_ns = -CLOCK_REUSE_NS;
+    tc.clock_state = 0;
+    Py_RETURN_NONE;
+}
+
+/* -- Hooks ------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, None, clock_id, tick) */
+    PyObject *running_loop;   /* asyncio.events._get_running_loop */
+    PyObject *slow_on_start;  /* the processor's Python methods */
+    PyObject *slow_on_ending;
+    PyObject *drop_oldest;
+    PyObject *notify;
+    PyObject *names;          /* attribute names and constants, in the order of the enum below */
+    /* pushed by the processor's tick listener (set_tick) */
+    PyObject *latest;         /* the sampler's latest tick, or None */
+    int quiet;                /* the sampler is in its idle back-off */
+    double stale_after_ns;
+    /* pushed by the processor when it decides them (sync) */
+    int ready;                /* the first span's resource was seen */
+    int listeners;            /* span listeners (metrics) are attached */
+    PyObject *simple_name;    /* the one component's attribute name, or NULL: not simple */
+    Py_ssize_t simple_index;
+    Py_ssize_t max_open;
+    /* the figures of `tick`, loaded on first use */
+    PyObject *tick;
+    double price;
+    double g_per_j;
+    long long tick_t_ns;
+    PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
+} Hooks;
+
+enum {
+    N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
+    N_CLOCK_THREAD, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
+    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_COUNT
+};
+
+#define NAME(i) PyTuple_GET_ITEM(self->names, (i))
+
+static int
+Hooks_traverse(Hooks *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->open);
+    Py_VISIT(self->running_loop);
+    Py_VISIT(self->slow_on_start);
+    Py_VISIT(self->slow_on_ending);
+    Py_VISIT(self->drop_oldest);
+    Py_VISIT(self->notify);
+    Py_VISIT(self->names);
+    Py_VISIT(self->latest);
+    Py_VISIT(self->simple_name);
+    Py_VISIT(self->tick);
+    Py_VISIT(self->figures);
+    return 0;
+}
+
+static int
+Hooks_clear(Hooks *self)
+{
+    Py_CLEAR(self->open);
+    Py_CLEAR(self->running_loop);
+    Py_CLEAR(self->slow_on_start);
+    Py_CLEAR(self->slow_on_ending);
+    Py_CLEAR(self->drop_oldest);
+    Py_CLEAR(self->notify);
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->latest);
+    Py_CLEAR(self->simple_name);
+    Py_CLEAR(self->tick);
+    Py_CLEAR(self->figures);
+    return 0;
+}
+
+static void
+Hooks_dealloc(Hooks *self)
+{
+    PyObject_GC_UnTrack(self);
+    Hooks_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static void
+set_ref(PyObject **slot, PyObject *value)
+{
+    Py_XINCREF(value);
+    Py_XSETREF(*slot, value);
+}
+
+/* Hooks(open, running_loop, slow_on_start, slow_on_ending, drop_oldest, notify, names, max_open) */
+static int
+Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *open, *running_loop, *son, *soe, *drop, *notify, *names;
+    Py_ssize_t max_open;
+    if (!PyArg_ParseTuple(args, "O!OOOOOO!n:Hooks", &PyDict_Type, &open, &running_loop, &son, &soe, &drop,
+                          &notify, &PyTuple_Type, &names, &max_open))
+        return -1;
+    if (PyTuple_GET_SIZE(names) != N_COUNT) {
+        PyErr_Format(PyExc_ValueError, "names must hold %d strings", (int)N_COUNT);
+        return -1;
+    }
+    set_ref(&self->open, open);
+    set_ref(&self->running_loop, running_loop);
+    set_ref(&self->slow_on_start, son);
+    set_ref(&self->slow_on_ending, soe);
+    set_ref(&self->drop_oldest, drop);
+    set_ref(&self->notify, notify);
+    set_ref(&self->names, names);
+    set_ref(&self->latest, Py_None);
+    self->max_open = max_open;
+    return 0;
+}
+
+/* sync(ready, simple_name or None, simple_index, listeners) */
+static PyObject *
+Hooks_sync(Hooks *self, PyObject *args)
+{
+    int ready, listeners;
+    PyObject *simple_name;
+    Py_ssize_t simple_index;
+    if (!PyArg_ParseTuple(args, "pOnp:sync", &ready, &simple_name, &simple_index, &listeners))
+        return NULL;
+    self->ready = ready;
+    self->listeners = listeners;
+    set_ref(&self->simple_name, simple_name == Py_None ? NULL : simple_name);
+    self->simple_index = simple_index;
+    Py_CLEAR(self->tick); /* load the tick's figures again */
+    Py_RETURN_NONE;
+}
+
+/* set_tick(latest tick or None, quiet, stale_after_ns) */
+static PyObject *
+Hooks_set_tick(Hooks *self, PyObject *args)
+{
+    PyObject *tick;
+    int quiet;
+    double stale_after_ns;
+    if (!PyArg_ParseTuple(args, "Opd:set_tick", &tick, &quiet, &stale_after_ns))
+        return NULL;
+    set_ref(&self->latest, tick);
+    self->quiet = quiet;
+    self->stale_after_ns = stale_after_ns;
+    Py_RETURN_NONE;
+}
+
+/* 1: fast path done; 0: not the common case (nothing changed); -1: error */
+static int
+fast_on_start(Hooks *self, PyObject *span)
+{
+    if (!self->ready || self->quiet || owner_tls != NULL)
+        return 0; /* first span, idle back-off (the Python path wakes the sampler), task step */
+    PyObject *v = PyObject_CallNoArgs(self->running_loop);
+    if (v == NULL)
+        return -1;
+    Py_DECREF(v);
+    if (v != Py_None)
+        return 0; /* a running loop: the Python path may install task timing */
+
+    long long cpu_ns;
+    if (coalesced_read(wall_now_ns(), &cpu_ns) < 0)
+        return -1;
+    PyObject *cpu = PyLong_FromLongLong(cpu_ns);
+    PyObject *clock = clock_id_object();
+    PyObject *state = NULL;
+    if (cpu != NULL && clock != NULL)
+        state = PyTuple_Pack(4, cpu, Py_None, clock, self->latest);
+    Py_XDECREF(cpu);
+    Py_XDECREF(clock);
+    if (state == NULL)
+        return -1;
+    PyObject *key = PyLong_FromVoidPtr(span);
+    if (key == NULL) {
+        Py_DECREF(state);
+        return -1;
+    }
+    int rc = PyDict_SetItem(self->open, key, state);
+    Py_DECREF(key);
+    Py_DECREF(state);
+    if (rc < 0)
+        return -1;
+    if (PyDict_GET_SIZE(self->open) > self->max_open) {
+        v = PyObject_CallNoArgs(self->drop_oldest);
+        if (v == NULL)
+            return -1;
+        Py_DECREF(v);
+    }
+    return 1;
+}
+
+static PyObject *
+Hooks_on_start(Hooks *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "on_start() needs the span");
+        return NULL;
+    }
+    int rc = fast_on_start(self, args[0]);
+    if (rc > 0)
+        Py_RETURN_NONE;
+    if (rc < 0)
+        PyErr_Clear(); /* the Python path does the same work and reports what fails */
+    return PyObject_Vectorcall(self->slow_on_start, args, nargs, kwnames);
+}
+
+static PyObject *
+get_float_attr(PyObject *obj, PyObject *name, double *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v != NULL) {
+        *out = PyFloat_AsDouble(v);
+        if (*out == -1.0 && PyErr_Occurred())
+            Py_CLEAR(v);
+    }
+    return v;
+}
+
+/* Load the figures of the latest tick: its price for the one component, g CO2e per J,
+ * time, and the constant attributes in `figures`. */
+static int
+load_tick(Hooks *self, PyObject *tick)
+{
+    PyObject *prices = NULL, *price = NULL, *g = NULL, *t = NULL, *intensity = NULL;
+    PyObject *g_per_kwh = NULL, *zone = NULL, *method = NULL, *figures = NULL;
+    double price_d, g_d;
+    long long t_ns;
+    int ok = -1;
+
+    prices = PyObject_GetAttr(tick, NAME(N_PRICE));
+    if (prices == NULL || (price = PySequence_GetItem(prices, self->simple_index)) == NULL)
+        goto done;
+    price_d = PyFloat_AsDouble(price);
+    if ((price_d == -1.0 && PyErr_Occurred()) || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
+        goto done;
+    if ((t = PyObject_GetAttr(tick, NAME(N_T_NS))) == NULL)
+        goto done;
+    t_ns = PyLong_AsLongLong(t);
+    if ((t_ns == -1 && PyErr_Occurred()) || (intensity = PyObject_GetAttr(tick, NAME(N_INTENSITY_ATTR))) == NULL
+        || (g_per_kwh = PyObject_GetAttr(intensity, NAME(N_G_PER_KWH))) == NULL
+        || (zone = PyObject_GetAttr(intensity, NAME(N_ZONE_ATTR))) == NULL
+        || (method = PyObject_GetAttr(tick, NAME(N_METHOD_ATTR))) == NULL)
+        goto done;
+    /* One insertion order for every span: the order of the Python path's dict literal. */
+    if ((figures = PyDict_New()) == NULL || PyDict_SetItem(figures, NAME(N_CPU_TIME), Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_CPU_CLOCK), NAME(N_CLOCK_THREAD)) < 0
+        || PyDict_SetItem(figures, self->simple_name, Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_EMISSIONS), Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_INTENSITY), g_per_kwh) < 0
+        || PyDict_SetItem(figures, NAME(N_ZONE), zone) < 0 || PyDict_SetItem(figures, NAME(N_METHOD), method) < 0)
+        goto done;
+    self->price = price_d;
+    self->g_per_j = g_d;
+    self->tick_t_ns = t_ns;
+    Py_XSETREF(self->figures, figures);
+    figures = NULL;
+    set_ref(&self->tick, tick);
+    ok = 0;
+done:
+    Py_XDECREF(prices);
+    Py_XDECREF(price);
+    Py_XDECREF(g);
+    Py_XDECREF(t);
+    Py_XDECREF(intensity);
+    Py_XDECREF(g_per_kwh);
+    Py_XDECREF(zone);
+    Py_XDECREF(method);
+    Py_XDECREF(figures);
+    return ok;
+}
+
+static int
+put_float(PyObject *dict, PyObject *key, double value)
+{
+    PyObject *v = PyFloat_FromDouble(value);
+    if (v == NULL)
+        return -1;
+    int rc = PyDict_SetItem(dict, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* Copy the figures into the span's attributes (a plain dict in every SDK we support; a
+ * mapping of another type gets them one by one, through its own __setitem__). */
+static int
+merge_into(PyObject *target, PyObject *figures)
+{
+    if (PyDict_CheckExact(target))
+        return PyDict_Update(target, figures);
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(figures, &pos, &k, &v)) {
+        if (PyObject_SetItem(target, k, v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* 1: done; 0: not the common case (the span's state untouched); -1: error */
+static int
+fast_on_ending(Hooks *self, PyObject *span)
+{
+    PyObject *tick = self->latest;
+    if (self->simple_name == NULL || tick == Py_None)
+        return 0;
+    PyObject *key = PyLong_FromVoidPtr(span);
+    if (key == NULL)
+        return -1;
+    PyObject *state = PyDict_GetItemWithError(self->open, key); /* borrowed */
+    if (state == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    ensure_clock_id();
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4 || PyTuple_GET_ITEM(state, 1) != Py_None
+        || PyTuple_GET_ITEM(state, 3) != tick || tc.clock_state != 1
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(state, 2))
+        || PyLong_AsLong(PyTuple_GET_ITEM(state, 2)) != (long)tc.clock_id) {
+        /* another thread's clock, a task meter, or a tick since the start: the Python path */
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    long long cpu0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 0));
+    if ((cpu0_ns == -1 && PyErr_Occurred()) || (tick != self->tick && load_tick(self, tick) < 0)) {
+        Py_DECREF(key);
+        return -1;
+    }
+    /* From here on the span is ours: its state goes, whatever happens next. */
+    int rc = PyDict_DelItem(self->open, key);
+    Py_DECREF(key);
+    if (rc < 0)
+        return -1;
+
+    long long wall_ns = wall_now_ns(), cpu_ns;
+    if (real_read(wall_ns, &cpu_ns) < 0)
+        return -1;
+    cpu_ns -= cpu0_ns;
+    double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
+    double energy_j = cpu_s * self->price;
+    int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns;
+    PyObject *figures = self->figures;
+    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0 || put_float(figures, self->simple_name, energy_j) < 0
+        || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
+        || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
+        return -1;
+    if (stale) {
+        /* rare: a copy, so the loaded figures keep the tick's own method */
+        figures = PyDict_Copy(figures);
+        if (figures == NULL || PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0) {
+            Py_XDECREF(figures);
+            return -1;
+        }
+    }
+    else if (self->listeners) {
+        figures = PyDict_Copy(figures); /* the listeners keep theirs */
+        if (figures == NULL)
+            return -1;
+    }
+    else {
+        Py_INCREF(figures);
+    }
+    PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
+    PyObject *target = attributes ? PyObject_GetAttr(attributes, NAME(N_DICT)) : NULL;
+    Py_XDECREF(attributes);
+    rc = target ? merge_into(target, figures) : -1;
+    Py_XDECREF(target);
+    if (rc == 0 && self->listeners) {
+        PyObject *r = PyObject_CallFunctionObjArgs(self->notify, span, figures, NULL);
+        Py_XDECREF(r); /* _notify catches the listeners' errors itself */
+        rc = r == NULL ? -1 : 0;
+    }
+    Py_DECREF(figures);
+    return rc < 0 ? -1 : 1;
+}
+
+static PyObject *
+Hooks_on_ending(Hooks *self, PyObject *span)
+{
+    int rc = fast_on_ending(self, span);
+    if (rc > 0)
+        Py_RETURN_NONE;
+    if (rc < 0) {
+        /* Unexpected: the Python path reports it (it finds the span's state gone, or still
+         * there, and marks the span accordingly); never raise into the SDK. */
+        PyErr_Clear();
+    }
+    return PyObject_CallOneArg(self->slow_on_ending, span);
+}
+
+static PyObject *
+Hooks_on_end(Hooks *self, PyObject *span)
+{
+    Py_RETURN_NONE; /* drop-in: the figures are in the span since _on_ending */
+}
+
+static PyMethodDef Hooks_methods[] = {
+    {"on_start", (PyCFunction)(void (*)(void))Hooks_on_start, METH_FASTCALL | METH_KEYWORDS,
+     "SpanProcessor.on_start (common case in C)."},
+    {"on_ending", (PyCFunction)Hooks_on_ending, METH_O, "SpanProcessor._on_ending (common case in C)."},
+    {"on_end", (PyCFunction)Hooks_on_end, METH_O, "SpanProcessor.on_end (nothing to do in drop-in mode)."},
+    {"sync", (PyCFunction)Hooks_sync, METH_VARARGS,
+     "sync(ready, simple_name, simple_index, listeners): what the processor decided."},
+    {"set_tick", (PyCFunction)Hooks_set_tick, METH_VARARGS,
+     "set_tick(tick, quiet, stale_after_ns): the sampler's latest tick and state."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject HooksType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otel_carbon._speedups.Hooks",
+    .tp_basicsize = sizeof(Hooks),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The span path of a drop-in CarbonSpanProcessor, common case in C.",
+    .tp_traverse = (traverseproc)Hooks_traverse,
+    .tp_clear = (inquiry)Hooks_clear,
+    .tp_dealloc = (destructor)Hooks_dealloc,
+    .tp_init = (initproc)Hooks_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = Hooks_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"span_start_cpu_ns", span_start_cpu_ns, METH_O, "This thread's CPU clock (ns) for a span starting now (coalesced)."},
+    {"read_cpu_ns", read_cpu_ns, METH_O, "This thread's CPU clock (ns) now (a real read)."},
+    {"thread_clock_id", thread_clock_id, METH_NOARGS, "This thread's CPU clock id, or None."},
+    {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
+    {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
+    {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "otel_carbon._speedups", "The span path in C (optional).", -1, module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&HooksType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&HooksType);
+    if (PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
+        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0) {
+        Py_DECREF(&HooksType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
