@@ -1,0 +1,249 @@
+"""The compiled span path (otel_carbon._speedups) against the pure-Python reference.
+
+Whether the extension is used follows ``OTEL_CARBON_SPEEDUPS``; the last test runs the
+span-path tests again in a child pytest with the compiled path off, so both are tested in
+every run.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_carbon import CarbonSpanProcessor, cpu_clock
+from otel_carbon import attributes as A
+from otel_carbon.sensors.cpu_model import CpuModelSensor
+
+from conftest import burn_cpu_s, make_sampler
+
+COMPILED_OFF = os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off"
+needs_compiled = pytest.mark.skipif(COMPILED_OFF, reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ccf_sensor() -> CpuModelSensor:
+    return CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=os.cpu_count() or 1)
+
+
+class PythonPath(CarbonSpanProcessor):
+    """Overrides a hook, so it keeps the Python span path whatever the build."""
+
+    def on_start(self, span, parent_context=None):  # type: ignore[no-untyped-def]
+        super().on_start(span, parent_context)
+
+
+def pipeline(processor):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter, provider
+
+
+@pytest.fixture
+def manual_sampler():
+    """A sampler ticked by hand, not quiet (a span stays open across its ticks)."""
+    sampler = make_sampler([ccf_sensor()], start=False)
+    sampler.tick()
+    yield sampler
+    sampler.shutdown()
+
+
+def busy_tick(sampler, tracer):
+    """Tick while a span is open, so the sampler is not in its idle back-off."""
+    keep = tracer.start_span("keep-awake")
+    sampler.tick()
+    return keep
+
+
+def test_the_span_path_follows_OTEL_CARBON_SPEEDUPS(manual_sampler):
+    processor = CarbonSpanProcessor(sampler=manual_sampler)
+    if COMPILED_OFF:
+        assert cpu_clock.speedups is None
+        assert processor._hooks is None and inspect.ismethod(processor.on_start)
+    else:
+        assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built (no C compiler at install?)"
+        assert processor.on_start == processor._hooks.on_start
+        assert processor._on_ending == processor._hooks.on_ending
+    assert PythonPath(sampler=manual_sampler)._hooks is None
+    processor.shutdown()
+
+
+def test_both_paths_give_the_same_attributes(manual_sampler):
+    compiled, python = CarbonSpanProcessor(sampler=manual_sampler), PythonPath(sampler=manual_sampler)
+    results = []
+    for processor in (compiled, python):
+        tracer, exporter, provider = pipeline(processor)
+        keep = busy_tick(manual_sampler, tracer)
+        with tracer.start_as_current_span("work"):
+            used_s = burn_cpu_s(0.02)
+        keep.end()
+        results.append((exporter.get_finished_spans()[0].attributes, used_s))
+        provider.shutdown()
+    (c, c_used), (p, p_used) = results
+    assert list(c) == list(p)  # same names, same order
+    tick = manual_sampler.ledger.latest
+    for attrs, used_s in results:
+        assert attrs[A.CPU_TIME] == pytest.approx(used_s, rel=0.05)
+        assert attrs[A.CPU_CLOCK] == "thread"
+        # priced by the one tick the span lived in, exactly as the ledger says
+        assert attrs[A.ENERGY_CPU] == attrs[A.CPU_TIME] * tick.price_j_per_cpu_s[0]
+        assert attrs[A.ENERGY_TOTAL] == attrs[A.ENERGY_CPU]
+        assert attrs[A.EMISSIONS] == attrs[A.ENERGY_TOTAL] * tick.g_per_j
+        assert (attrs[A.INTENSITY], attrs[A.ZONE], attrs[A.METHOD]) == (100.0, "TEST", A.ESTIMATED)
+
+
+@needs_compiled
+def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch):
+    calls = collections.Counter()
+    on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
+
+    def counting_on_start(self, span, parent_context=None):
+        calls["on_start"] += 1
+        return on_start(self, span, parent_context)
+
+    def counting_on_ending(self, span):
+        calls["_on_ending"] += 1
+        return on_ending(self, span)
+
+    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
+    monkeypatch.setattr(CarbonSpanProcessor, "_on_ending", counting_on_ending)
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
+    keep = busy_tick(manual_sampler, tracer)  # the first span: resource and layout, in Python
+    calls.clear()
+    for _ in range(50):
+        with tracer.start_as_current_span("a"):
+            with tracer.start_as_current_span("b"):
+                pass
+    assert calls == {}
+    # a span that lives across a tick is priced over its window by the Python path
+    with tracer.start_as_current_span("across"):
+        manual_sampler.tick()
+    assert calls == {"_on_ending": 1}
+    keep.end()
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 102 and all(s.attributes[A.METHOD] == A.ESTIMATED for s in spans)
+    provider.shutdown()
+
+
+def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
+    # ticks stamped 1000 s in the past: the ledger is stale for every span
+    sampler = make_sampler([ccf_sensor()], start=False)
+    monkeypatch.setattr(sampler, "_clock_ns", lambda: time.monotonic_ns() - 10**12)
+    sampler.tick()
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
+    keep = busy_tick(sampler, tracer)
+    for _ in range(3):
+        with tracer.start_as_current_span("stale"):
+            burn_cpu_s(0.002)
+    keep.end()
+    spans = exporter.get_finished_spans()
+    assert [s.attributes[A.METHOD] for s in spans] == [A.UNAVAILABLE] * 4
+    assert all(s.attributes[A.ENERGY_CPU] > 0 for s in spans)  # figures still given, flagged
+    sampler._clock_ns = time.monotonic_ns
+    sampler.tick()  # a fresh tick: the tick's own method again
+    with tracer.start_as_current_span("fresh"):
+        pass
+    assert exporter.get_finished_spans()[-1].attributes[A.METHOD] == A.ESTIMATED
+    provider.shutdown()
+    sampler.shutdown()
+
+
+def test_attributes_that_are_not_a_plain_dict_get_the_figures_through_setitem(manual_sampler):
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
+    keep = busy_tick(manual_sampler, tracer)
+    span = tracer.start_span("ordered", attributes={"app": 1})
+    span._attributes._dict = collections.OrderedDict(span._attributes._dict)
+    span.end()
+    keep.end()
+    attrs = exporter.get_finished_spans()[0].attributes
+    assert list(attrs)[0] == "app" and attrs[A.METHOD] == A.ESTIMATED and A.ENERGY_CPU in attrs
+    assert list(span._attributes._dict.items()) == list(attrs.items())  # the OrderedDict is whole
+    provider.shutdown()
+
+
+def test_a_span_the_fast_path_cannot_write_to_is_reported_not_raised(manual_sampler, caplog):
+    processor = CarbonSpanProcessor(sampler=manual_sampler)
+    tracer, exporter, provider = pipeline(processor)
+    keep = busy_tick(manual_sampler, tracer)
+
+    class Odd:
+        pass
+
+    odd = Odd()
+    processor.on_start(odd, parent_context=None)
+    with caplog.at_level(logging.WARNING, logger="otel_carbon"):
+        processor._on_ending(odd)  # no _attributes: must not raise
+        processor.on_end(odd)
+    assert processor.open_spans == 1  # only the keep-awake span
+    keep.end()
+    assert processor.open_spans == 0
+    provider.shutdown()
+
+
+@needs_compiled
+def test_no_reference_is_leaked_per_span(manual_sampler):
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
+    keep = busy_tick(manual_sampler, tracer)
+    with tracer.start_as_current_span("warm"):
+        pass
+    exporter.clear()
+    tick = manual_sampler.ledger.latest
+    watched = [tick, tick.intensity.zone, tick.method, A.CPU_TIME, "thread"]
+    before = [sys.getrefcount(x) for x in watched]
+    for _ in range(2000):
+        tracer.start_span("s").end()
+    exporter.clear()
+    after = [sys.getrefcount(x) for x in watched]
+    # 2000 spans: a reference kept per span would show as +2000 (they may drop: the
+    # last spans before the loop are released meanwhile)
+    assert all(a - b < 50 for a, b in zip(after, before)), (before, after)
+    keep.end()
+    provider.shutdown()
+
+
+@needs_compiled
+def test_swap_owner_keeps_one_reference_per_thread():
+    swap, current = cpu_clock.swap_owner, cpu_clock.current_owner
+    owner = object()
+    base = sys.getrefcount(owner)
+    assert current() is None
+    assert swap(owner) is None
+    assert current() is owner
+    assert sys.getrefcount(owner) == base + 1
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(current()))
+    worker.start()
+    worker.join()
+    assert seen == [None]  # per thread
+    assert swap(None) is owner
+    assert current() is None
+    assert sys.getrefcount(owner) == base
+
+
+@pytest.mark.skipif(COMPILED_OFF, reason="this is the nested pure-Python run")
+def test_the_pure_python_span_path_passes_the_span_path_tests():
+    tests = ["tests/test_processor.py", "tests/test_asyncio_attribution.py", "tests/test_speedups.py"]
+    env = dict(os.environ, OTEL_CARBON_SPEEDUPS="off")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
