@@ -19,6 +19,17 @@ shorter than the price window); GPU energy is the process's share split among op
 Nothing here reads a sensor or a file: the span path costs one or two CPU-clock reads (a
 span starting right after another clock read on its thread reuses it: see
 :mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
+
+**Compiled hooks.** Where ``otel_carbon._speedups`` was built (and ``OTEL_CARBON_SPEEDUPS``
+is not ``off``), a drop-in processor whose class keeps these hooks binds the C ones as
+instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case --
+the thread clock, a span that ends within the tick it started in, one component, plain
+layout -- and call the methods below for everything else and on any error, so those stay
+the reference. The C side reads no Python attribute per span: this class pushes the
+sampler's latest tick and idle state to it from a tick listener (:meth:`_on_tick`), and its
+layout, listeners and first-resource flag when they change (:meth:`_sync_hooks`). A span
+may so be priced by a tick a few microseconds older than the ledger's newest; a span that
+starts in C and ends in Python (or the reverse) shares the same state tuple.
 """
 
 from __future__ import annotations
