@@ -7,9 +7,11 @@
  *   - the per-thread CPU clock with coalesced reads (cpu_clock.span_start_cpu_ns,
  *     read_cpu_ns, thread_clock_id): the same rule as the Python code, with the last real
  *     read kept in C thread-local storage;
+ *   - TaskMeter, the per-task CPU meter of asyncio spans, and the step hooks that feed it
+ *     (cpu_clock.TaskMeter, meter_for_span, _begin, _finish), with the same rules;
  *   - Hooks: on_start / _on_ending / on_end for a drop-in CarbonSpanProcessor, doing the
- *     common case only (a span started and ended on one thread, outside timed asyncio
- *     steps, priced by the tick current at its start, one component). Anything else -- and
+ *     common case only (a span on the thread clock, started and ended on one thread, or on
+ *     its task's meter; priced by the tick current at its start; one component). Anything else -- and
  *     any error -- is handed to the processor's Python methods, which do the same work in
  *     full and catch everything. The Python processor tells the hooks what they mirror
  *     (layout, listeners, whether the resource was seen) through Hooks.sync().
@@ -19,6 +21,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -163,6 +166,212 @@ forget_thread_clock(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* -- TaskMeter ---------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *owner; /* the Context (or coroutine wrapper) whose steps are timed */
+    long long acc_ns;
+    long long step_t0_ns;
+    char in_step;
+    int open_spans;
+} TaskMeter;
+
+static PyTypeObject TaskMeterType;
+static PyObject *meter_var; /* ContextVar: the running task's meter */
+
+static int
+TaskMeter_traverse(TaskMeter *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+TaskMeter_clear(TaskMeter *self)
+{
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+TaskMeter_dealloc(TaskMeter *self)
+{
+    PyObject_GC_UnTrack(self);
+    TaskMeter_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+TaskMeter_init(TaskMeter *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *owner;
+    if (!PyArg_ParseTuple(args, "O:TaskMeter", &owner))
+        return -1;
+    Py_INCREF(owner);
+    Py_XSETREF(self->owner, owner);
+    self->acc_ns = 0;
+    self->step_t0_ns = 0;
+    self->in_step = 0;
+    self->open_spans = 0;
+    return 0;
+}
+
+/* The meter's reading now (a real clock read when a step is being timed). */
+static int
+meter_now(TaskMeter *m, long long *out)
+{
+    if (!m->in_step) {
+        *out = m->acc_ns;
+        return 0;
+    }
+    long long cpu_ns;
+    if (real_read(wall_now_ns(), &cpu_ns) < 0)
+        return -1;
+    long long d = cpu_ns - m->step_t0_ns; /* a coalesced step start may be ahead by < 50 us */
+    *out = m->acc_ns + (d > 0 ? d : 0);
+    return 0;
+}
+
+static PyObject *
+TaskMeter_now_ns(TaskMeter *self, PyObject *unused)
+{
+    long long v;
+    if (meter_now(self, &v) < 0)
+        return NULL;
+    return PyLong_FromLongLong(v);
+}
+
+static PyMethodDef TaskMeter_methods[] = {
+    {"now_ns", (PyCFunction)TaskMeter_now_ns, METH_NOARGS, "Cumulative CPU ns of the task's timed steps, now."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef TaskMeter_members[] = {
+    {"owner", T_OBJECT_EX, offsetof(TaskMeter, owner), 0, NULL},
+    {"acc_ns", T_LONGLONG, offsetof(TaskMeter, acc_ns), 0, NULL},
+    {"step_t0_ns", T_LONGLONG, offsetof(TaskMeter, step_t0_ns), 0, NULL},
+    {"in_step", T_BOOL, offsetof(TaskMeter, in_step), 0, NULL},
+    {"open_spans", T_INT, offsetof(TaskMeter, open_spans), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject TaskMeterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otel_carbon._speedups.TaskMeter",
+    .tp_basicsize = sizeof(TaskMeter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Cumulative CPU nanoseconds of one task's steps (while spans are open in it).",
+    .tp_traverse = (traverseproc)TaskMeter_traverse,
+    .tp_clear = (inquiry)TaskMeter_clear,
+    .tp_dealloc = (destructor)TaskMeter_dealloc,
+    .tp_init = (initproc)TaskMeter_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = TaskMeter_methods,
+    .tp_members = TaskMeter_members,
+};
+
+/* The running task's meter with one more open span (made and bound to the context if
+ * needed) and its reading now: cpu_clock.meter_for_span. Only inside a timed step. */
+static TaskMeter *
+meter_for_span_c(long long *reading)
+{
+    PyObject *owner = owner_tls;
+    PyObject *got;
+    if (owner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "meter_for_span outside a timed task step");
+        return NULL;
+    }
+    if (PyContextVar_Get(meter_var, NULL, &got) < 0)
+        return NULL;
+    TaskMeter *m = (TaskMeter *)got; /* new reference, or NULL */
+    if (m == NULL || Py_TYPE(m) != &TaskMeterType || m->owner != owner) {
+        Py_XDECREF(got);
+        m = PyObject_GC_New(TaskMeter, &TaskMeterType);
+        if (m == NULL)
+            return NULL;
+        Py_INCREF(owner);
+        m->owner = owner;
+        m->acc_ns = m->step_t0_ns = 0;
+        m->in_step = 0;
+        m->open_spans = 0;
+        PyObject_GC_Track(m);
+        PyObject *token = PyContextVar_Set(meter_var, (PyObject *)m);
+        if (token == NULL) {
+            Py_DECREF(m);
+            return NULL;
+        }
+        Py_DECREF(token);
+    }
+    m->open_spans += 1;
+    long long now_ns;
+    if (coalesced_read(wall_now_ns(), &now_ns) < 0) { /* a span start: coalesced */
+        m->open_spans -= 1;
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (!m->in_step) { /* first open span: time the rest of this step */
+        m->step_t0_ns = now_ns;
+        m->in_step = 1;
+        *reading = m->acc_ns;
+    }
+    else {
+        long long d = now_ns - m->step_t0_ns;
+        *reading = m->acc_ns + (d > 0 ? d : 0);
+    }
+    return m;
+}
+
+static PyObject *
+meter_for_span(PyObject *module, PyObject *unused)
+{
+    long long reading;
+    TaskMeter *m = meter_for_span_c(&reading);
+    if (m == NULL)
+        return NULL;
+    PyObject *r = Py_BuildValue("(NL)", (PyObject *)m, reading);
+    return r;
+}
+
+/* cpu_clock._begin(owner, meter): a step of `owner` starts; time it if it has open spans. */
+static PyObject *
+step_begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_begin(owner, meter)");
+        return NULL;
+    }
+    TaskMeter *m = (TaskMeter *)args[1];
+    if (Py_TYPE(m) == &TaskMeterType && m->owner == args[0] && m->open_spans > 0) {
+        long long now_ns;
+        if (coalesced_read(wall_now_ns(), &now_ns) < 0) /* often right after another step ended */
+            return NULL;
+        m->step_t0_ns = now_ns;
+        m->in_step = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* cpu_clock._finish(owner, meter): the step ends; add its CPU time. */
+static PyObject *
+step_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_finish(owner, meter)");
+        return NULL;
+    }
+    TaskMeter *m = (TaskMeter *)args[1];
+    if (Py_TYPE(m) == &TaskMeterType && m->in_step && m->owner == args[0]) {
+        long long cpu_ns;
+        if (real_read(wall_now_ns(), &cpu_ns) < 0)
+            return NULL;
+        long long d = cpu_ns - m->step_t0_ns;
+        m->acc_ns += d > 0 ? d : 0;
+        m->in_step = 0;
+    }
+    Py_RETURN_NONE;
+}
+
 /* -- Hooks ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -190,11 +399,12 @@ typedef struct {
     double g_per_j;
     long long tick_t_ns;
     PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
+    PyObject *figures_clock;  /* the carbon.cpu.clock value in `figures` now (borrowed name) */
 } Hooks;
 
 enum {
     N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
-    N_CLOCK_THREAD, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
+    N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
     N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_COUNT
 };
 
@@ -310,27 +520,41 @@ Hooks_set_tick(Hooks *self, PyObject *args)
 static int
 fast_on_start(Hooks *self, PyObject *span)
 {
-    if (!self->ready || self->quiet || owner_tls != NULL)
-        return 0; /* first span, idle back-off (the Python path wakes the sampler), task step */
-    PyObject *v = PyObject_CallNoArgs(self->running_loop);
-    if (v == NULL)
-        return -1;
-    Py_DECREF(v);
-    if (v != Py_None)
-        return 0; /* a running loop: the Python path may install task timing */
-
-    long long cpu_ns;
-    if (coalesced_read(wall_now_ns(), &cpu_ns) < 0)
-        return -1;
-    PyObject *cpu = PyLong_FromLongLong(cpu_ns);
-    PyObject *clock = clock_id_object();
-    PyObject *state = NULL;
-    if (cpu != NULL && clock != NULL)
-        state = PyTuple_Pack(4, cpu, Py_None, clock, self->latest);
-    Py_XDECREF(cpu);
-    Py_XDECREF(clock);
-    if (state == NULL)
-        return -1;
+    PyObject *v, *cpu, *state = NULL;
+    if (!self->ready || self->quiet)
+        return 0; /* first span, or idle back-off (the Python path wakes the sampler) */
+    if (owner_tls != NULL) { /* inside a timed asyncio task step: the task's meter */
+        long long reading;
+        TaskMeter *m = meter_for_span_c(&reading);
+        if (m == NULL)
+            return -1;
+        cpu = PyLong_FromLongLong(reading);
+        if (cpu != NULL)
+            state = PyTuple_Pack(4, cpu, (PyObject *)m, Py_None, self->latest);
+        Py_XDECREF(cpu);
+        Py_DECREF(m);
+        if (state == NULL)
+            return -1;
+    }
+    else {
+        v = PyObject_CallNoArgs(self->running_loop);
+        if (v == NULL)
+            return -1;
+        Py_DECREF(v);
+        if (v != Py_None)
+            return 0; /* a running loop: the Python path may install task timing */
+        long long cpu_ns;
+        if (coalesced_read(wall_now_ns(), &cpu_ns) < 0)
+            return -1;
+        cpu = PyLong_FromLongLong(cpu_ns);
+        PyObject *clock = clock_id_object();
+        if (cpu != NULL && clock != NULL)
+            state = PyTuple_Pack(4, cpu, Py_None, clock, self->latest);
+        Py_XDECREF(cpu);
+        Py_XDECREF(clock);
+        if (state == NULL)
+            return -1;
+    }
     PyObject *key = PyLong_FromVoidPtr(span);
     if (key == NULL) {
         Py_DECREF(state);
@@ -416,6 +640,7 @@ load_tick(Hooks *self, PyObject *tick)
     self->tick_t_ns = t_ns;
     Py_XSETREF(self->figures, figures);
     figures = NULL;
+    self->figures_clock = NAME(N_CLOCK_THREAD);
     set_ref(&self->tick, tick);
     ok = 0;
 done:
@@ -474,13 +699,19 @@ fast_on_ending(Hooks *self, PyObject *span)
         return PyErr_Occurred() ? -1 : 0;
     }
     ensure_clock_id();
-    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4 || PyTuple_GET_ITEM(state, 1) != Py_None
-        || PyTuple_GET_ITEM(state, 3) != tick || tc.clock_state != 1
-        || !PyLong_CheckExact(PyTuple_GET_ITEM(state, 2))
-        || PyLong_AsLong(PyTuple_GET_ITEM(state, 2)) != (long)tc.clock_id) {
-        /* another thread's clock, a task meter, or a tick since the start: the Python path */
+    TaskMeter *meter = NULL;
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4 || PyTuple_GET_ITEM(state, 3) != tick) {
         Py_DECREF(key);
-        return PyErr_Occurred() ? -1 : 0;
+        return 0; /* a tick since the span started: priced over its window by the Python path */
+    }
+    if (Py_TYPE(PyTuple_GET_ITEM(state, 1)) == &TaskMeterType) {
+        meter = (TaskMeter *)PyTuple_GET_ITEM(state, 1);
+    }
+    else if (PyTuple_GET_ITEM(state, 1) != Py_None || tc.clock_state != 1
+             || !PyLong_CheckExact(PyTuple_GET_ITEM(state, 2))
+             || PyLong_AsLong(PyTuple_GET_ITEM(state, 2)) != (long)tc.clock_id) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0; /* started on another thread: the Python path */
     }
     long long cpu0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 0));
     if ((cpu0_ns == -1 && PyErr_Occurred()) || (tick != self->tick && load_tick(self, tick) < 0)) {
@@ -488,13 +719,21 @@ fast_on_ending(Hooks *self, PyObject *span)
         return -1;
     }
     /* From here on the span is ours: its state goes, whatever happens next. */
+    Py_XINCREF(meter); /* the state tuple may go with the dict entry */
     int rc = PyDict_DelItem(self->open, key);
     Py_DECREF(key);
+    long long wall_ns = wall_now_ns(), cpu_ns = 0;
+    PyObject *clock = NAME(N_CLOCK_THREAD);
+    if (meter != NULL) {
+        clock = NAME(N_CLOCK_TASK);
+        rc = rc < 0 ? rc : meter_now(meter, &cpu_ns);
+        meter->open_spans -= 1;
+        Py_DECREF(meter);
+    }
+    else if (rc == 0) {
+        rc = real_read(wall_ns, &cpu_ns);
+    }
     if (rc < 0)
-        return -1;
-
-    long long wall_ns = wall_now_ns(), cpu_ns;
-    if (real_read(wall_ns, &cpu_ns) < 0)
         return -1;
     cpu_ns -= cpu0_ns;
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
@@ -505,6 +744,11 @@ fast_on_ending(Hooks *self, PyObject *span)
         || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
         || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
         return -1;
+    if (clock != self->figures_clock) {
+        if (PyDict_SetItem(figures, NAME(N_CPU_CLOCK), clock) < 0)
+            return -1;
+        self->figures_clock = clock;
+    }
     if (stale) {
         /* rare: a copy, so the loaded figures keep the tick's own method */
         figures = PyDict_Copy(figures);
@@ -588,6 +832,9 @@ static PyMethodDef module_methods[] = {
     {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
+    {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
+    {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
+    {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -598,13 +845,19 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&HooksType) < 0)
+    if (PyType_Ready(&HooksType) < 0 || PyType_Ready(&TaskMeterType) < 0)
+        return NULL;
+    if (meter_var == NULL && (meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
     Py_INCREF(&HooksType);
-    if (PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
+    Py_INCREF(&TaskMeterType);
+    Py_INCREF(meter_var);
+    if (PyModule_AddObject(m, "TaskMeter", (PyObject *)&TaskMeterType) < 0 ||
+        PyModule_AddObject(m, "METER", meter_var) < 0 ||
+        PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
         PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0) {
         Py_DECREF(&HooksType);
         Py_DECREF(m);

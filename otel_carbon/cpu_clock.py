@@ -32,8 +32,9 @@
   (``pthread_getcpuclockid``); if that thread is gone, ``carbon.cpu.clock=none`` and 0 s.
 * **Compiled.** ``otel_carbon._speedups`` (C, built when a compiler is at hand; off with
   ``OTEL_CARBON_SPEEDUPS=off``) replaces :func:`span_start_cpu_ns`, :func:`read_cpu_ns`,
-  :func:`thread_clock_id`, :func:`current_owner` and :func:`swap_owner` with the same
-  rules, their state kept in C thread-local storage (``_tls`` then keeps its defaults).
+  :func:`thread_clock_id`, :func:`current_owner`, :func:`swap_owner`, :class:`TaskMeter`,
+  :func:`meter_for_span` and the step hooks with the same rules, the per-thread state kept
+  in C thread-local storage (``_tls`` then keeps its defaults).
   The Python functions are the reference and the fallback.
 * **Fork.** In a child the forking thread is a new thread (new clock id, clock near 0): its
   cached clock id and last read are forgotten.
@@ -302,6 +303,11 @@ if speedups is not None:
     thread_clock_id = speedups.thread_clock_id  # noqa: F811
     current_owner = speedups.current_owner  # noqa: F811
     swap_owner = speedups.swap_owner  # noqa: F811
+    TaskMeter = speedups.TaskMeter  # type: ignore[misc] # noqa: F811
+    _METER = speedups.METER
+    meter_for_span = speedups.meter_for_span  # noqa: F811
+    _begin = speedups._begin  # noqa: F811
+    _finish = speedups._finish  # noqa: F811
 
 
 def _forget_thread_clock_in_child() -> None:

@@ -22,10 +22,10 @@ span starting right after another clock read on its thread reuses it: see
 
 **Compiled hooks.** Where ``otel_carbon._speedups`` was built (and ``OTEL_CARBON_SPEEDUPS``
 is not ``off``), a drop-in processor whose class keeps these hooks binds the C ones as
-instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case --
-the thread clock, a span that ends within the tick it started in, one component, plain
-layout -- and call the methods below for everything else and on any error, so those stay
-the reference. The C side reads no Python attribute per span: this class pushes the
+instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case
+-- a span on its thread's clock or its asyncio task's meter that ends within the tick it
+started in, one component, plain layout -- and call the methods below for everything else
+and on any error, so those stay the reference. The C side reads no Python attribute per span: this class pushes the
 sampler's latest tick and idle state to it from a tick listener (:meth:`_on_tick`), and its
 layout, listeners and first-resource flag when they change (:meth:`_sync_hooks`). A span
 may so be priced by a tick a few microseconds older than the ledger's newest; a span that
@@ -158,7 +158,7 @@ class CarbonSpanProcessor(SpanProcessor):
         cls = type(self)
         names = (
             A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
-            CLOCK_THREAD, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
+            CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
             "t_ns", "intensity", "g_per_kwh", "zone", "method",
         )  # fmt: skip
         self._hooks = compiled.Hooks(

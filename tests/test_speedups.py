@@ -138,6 +138,51 @@ def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch
     provider.shutdown()
 
 
+@needs_compiled
+def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, monkeypatch):
+    import asyncio
+
+    calls = collections.Counter()
+    on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
+
+    def counting_on_start(self, span, parent_context=None):
+        calls["on_start"] += 1
+        return on_start(self, span, parent_context)
+
+    def counting_on_ending(self, span):
+        calls["_on_ending"] += 1
+        return on_ending(self, span)
+
+    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
+    monkeypatch.setattr(CarbonSpanProcessor, "_on_ending", counting_on_ending)
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
+    keep = busy_tick(manual_sampler, tracer)
+    calls.clear()
+
+    async def request(burn_s: float) -> float:
+        with tracer.start_as_current_span("request"):
+            used = burn_cpu_s(burn_s / 2)
+            await asyncio.sleep(0)  # the other requests run here
+            with tracer.start_as_current_span("inner"):
+                used += burn_cpu_s(burn_s / 2)
+            return used
+
+    async def main() -> list:
+        return await asyncio.gather(*(request(0.004 * (i + 1)) for i in range(4)))
+
+    used = asyncio.run(main())
+    assert calls == {}
+    keep.end()  # started before the tick: the Python path
+    spans = [s for s in exporter.get_finished_spans() if s.name == "request"]
+    assert [s.attributes[A.CPU_CLOCK] for s in spans] == ["task"] * 4
+    # each request is charged its own steps, not the others' work interleaved with it
+    got = sorted(s.attributes[A.CPU_TIME] for s in spans)
+    assert got == pytest.approx(sorted(used), rel=0.2, abs=0.0005)
+    tick = manual_sampler.ledger.latest
+    assert all(s.attributes[A.ENERGY_CPU] == s.attributes[A.CPU_TIME] * tick.price_j_per_cpu_s[0] for s in spans)
+    provider.shutdown()
+
+
 def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
     # ticks stamped 1000 s in the past: the ledger is stale for every span
     sampler = make_sampler([ccf_sensor()], start=False)
