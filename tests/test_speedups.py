@@ -89,13 +89,12 @@ def test_both_paths_give_the_same_attributes(manual_sampler):
         keep = busy_tick(manual_sampler, tracer)
         with tracer.start_as_current_span("work"):
             used_s = burn_cpu_s(0.02)
+        results.append((exporter.get_finished_spans()[0].attributes, used_s, manual_sampler.ledger.latest))
         keep.end()
-        results.append((exporter.get_finished_spans()[0].attributes, used_s))
         provider.shutdown()
-    (c, c_used), (p, p_used) = results
+    (c, _, _), (p, _, _) = results
     assert list(c) == list(p)  # same names, same order
-    tick = manual_sampler.ledger.latest
-    for attrs, used_s in results:
+    for attrs, used_s, tick in results:
         assert attrs[A.CPU_TIME] == pytest.approx(used_s, rel=0.05)
         assert attrs[A.CPU_CLOCK] == "thread"
         # priced by the one tick the span lived in, exactly as the ledger says
