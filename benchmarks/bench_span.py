@@ -1,11 +1,13 @@
 """Per-span cost with and without CarbonSpanProcessor, side by side in one run.
 
-    python benchmarks/bench_span.py [--spans 20000] [--rounds 9]
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor]
 
 Each variant is a TracerProvider with a BatchSpanProcessor over a no-op exporter; the
 "carbon" variants add CarbonSpanProcessor (drop-in), and "+metrics" also attaches the meter
 when it is available. Variants run interleaved, order alternating each round; the medians
-and their ratio to the bare provider are printed.
+and their ratio to the bare provider are printed. ``--floor`` adds two reference variants:
+a second processor whose hooks are C no-ops, and the same with the one thread-clock read a
+span end needs (what no exact per-span CPU time can go below).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Callable, Dict, Sequence
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import interleaved, machine, summary  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
 from otel_carbon import CarbonSpanProcessor  # noqa: E402
@@ -52,6 +54,24 @@ def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
     return tp
 
 
+def floor_provider(clock_read: bool) -> TracerProvider:
+    """A second processor with C no-op hooks (``"".format`` takes any arguments), and
+    optionally a thread-clock read at span end."""
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(NoopExporter()))
+    noop = SpanProcessor()
+    noop.on_start = noop.on_end = "".format  # type: ignore[method-assign]
+    if clock_read:
+        from otel_carbon import _speedups
+
+        noop._on_ending = _speedups.read_cpu_ns  # type: ignore[attr-defined]
+    else:
+        noop._on_ending = "".format  # type: ignore[attr-defined]
+    tp.add_span_processor(noop)
+    tp.drain = lambda: None  # type: ignore[attr-defined]
+    return tp
+
+
 def plain(tp: TracerProvider) -> Callable[[int], None]:
     tracer = tp.get_tracer("bench")
 
@@ -79,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--floor", action="store_true", help="add the no-op and clock-read reference variants")
     args = parser.parse_args()
     try:
         import otel_carbon.metrics  # noqa: F401
@@ -93,6 +114,9 @@ def main() -> None:
         "start_as_current_span: bare": current(bare),
         "start_as_current_span: + carbon": current(carbon),
     }
+    if args.floor:
+        variants["start_span/end: floor, no-op C hooks"] = plain(floor_provider(False))
+        variants["start_span/end: floor, no-op + 1 clock read"] = plain(floor_provider(True))
     if have_metrics:
         with_metrics = provider(True, metrics=True)
         variants["start_span/end: + carbon + metrics"] = plain(with_metrics)
