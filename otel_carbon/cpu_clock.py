@@ -292,11 +292,19 @@ def other_thread_cpu_ns(clock_id: Optional[int]) -> Optional[int]:
 
 
 speedups: Any = None
+#: which span path runs, and why (``otel-carbon sensors`` prints it)
+span_path = "pure Python (OTEL_CARBON_SPEEDUPS=off)"
 if config.speedups():
     try:
         from otel_carbon import _speedups as speedups
-    except ImportError:  # not built (no compiler at install time): the Python functions above
+
+        span_path = "compiled (otel_carbon._speedups)"
+    except ImportError as exc:  # not built (no compiler at install time): the Python functions above
         speedups = None
+        span_path = (
+            f"pure Python: the compiled span path was not built ({exc}); reinstall where a C compiler "
+            "and the Python headers are available (`pip install -v` shows why the build failed)"
+        )
 if speedups is not None:
     span_start_cpu_ns = speedups.span_start_cpu_ns  # noqa: F811
     read_cpu_ns = speedups.read_cpu_ns  # noqa: F811

@@ -31,6 +31,7 @@ from conftest import burn_cpu_s, make_sampler
 COMPILED_OFF = os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off"
 needs_compiled = pytest.mark.skipif(COMPILED_OFF, reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run")
 ROOT = Path(__file__).resolve().parent.parent
+NOT_BUILT = "otel_carbon._speedups was not built (no C compiler at install?): " + cpu_clock.span_path
 
 
 def ccf_sensor() -> CpuModelSensor:
@@ -71,10 +72,11 @@ def busy_tick(sampler, tracer):
 def test_the_span_path_follows_OTEL_CARBON_SPEEDUPS(manual_sampler):
     processor = CarbonSpanProcessor(sampler=manual_sampler)
     if COMPILED_OFF:
-        assert cpu_clock.speedups is None
+        assert cpu_clock.speedups is None and "OTEL_CARBON_SPEEDUPS=off" in cpu_clock.span_path
         assert processor._hooks is None and inspect.ismethod(processor.on_start)
     else:
-        assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built (no C compiler at install?)"
+        assert cpu_clock.speedups is not None, NOT_BUILT
+        assert cpu_clock.span_path.startswith("compiled")
         assert processor.on_start == processor._hooks.on_start
         assert processor._on_ending == processor._hooks.on_ending
     assert PythonPath(sampler=manual_sampler)._hooks is None
@@ -106,6 +108,7 @@ def test_both_paths_give_the_same_attributes(manual_sampler):
 
 @needs_compiled
 def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch):
+    assert cpu_clock.speedups is not None, NOT_BUILT
     calls = collections.Counter()
     on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
 
@@ -140,6 +143,8 @@ def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch
 @needs_compiled
 def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, monkeypatch):
     import asyncio
+
+    assert cpu_clock.speedups is not None, NOT_BUILT
 
     calls = collections.Counter()
     on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
@@ -291,3 +296,23 @@ def test_the_pure_python_span_path_passes_the_span_path_tests():
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_otel_carbon_sensors_says_which_span_path_runs(setting):
+    import json
+
+    env = dict(os.environ, OTEL_CARBON_SPEEDUPS=setting, OTEL_CARBON_NVML="off")
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_carbon.cli", "sensors", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    span_path = json.loads(result.stdout)["span_path"]
+    if setting == "off":
+        assert span_path == "pure Python (OTEL_CARBON_SPEEDUPS=off)"
+    else:
+        assert span_path == "compiled (otel_carbon._speedups)", NOT_BUILT
+    text = subprocess.run(
+        [sys.executable, "-m", "otel_carbon.cli", "sensors"], env=env, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert f"Span path: {span_path}" in text

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Dict
 
-from otel_carbon import config
+from otel_carbon import config, cpu_clock
 from otel_carbon.sensors.probe import probe_sensors
 
 
@@ -26,6 +26,7 @@ def report() -> Dict[str, Any]:
             "notes": probe.notes,
             "sample_interval_s": config.sample_interval_s(),
             "idle_policy": config.idle_policy(),
+            "span_path": cpu_clock.span_path,
         }
     finally:
         probe.close()
@@ -55,4 +56,5 @@ def run(args: argparse.Namespace) -> int:
             if d["fix"]:
                 print(f"      fix: {d['fix']}")
     print(f"Sampling every {data['sample_interval_s']} s; idle policy: {data['idle_policy']}")
+    print(f"Span path: {data['span_path']}")
     return 0
