@@ -581,6 +581,10 @@ Hooks_on_start(Hooks *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyErr_SetString(PyExc_TypeError, "on_start() needs the span");
         return NULL;
     }
+    if (self->open == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Hooks not initialised");
+        return NULL;
+    }
     int rc = fast_on_start(self, args[0]);
     if (rc > 0)
         Py_RETURN_NONE;
@@ -739,42 +743,45 @@ fast_on_ending(Hooks *self, PyObject *span)
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
     double energy_j = cpu_s * self->price;
     int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns;
-    PyObject *figures = self->figures;
-    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0 || put_float(figures, self->simple_name, energy_j) < 0
-        || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
-        || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
-        return -1;
-    if (clock != self->figures_clock) {
-        if (PyDict_SetItem(figures, NAME(N_CPU_CLOCK), clock) < 0)
-            return -1;
-        self->figures_clock = clock;
-    }
-    if (stale) {
-        /* rare: a copy, so the loaded figures keep the tick's own method */
-        figures = PyDict_Copy(figures);
-        if (figures == NULL || PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0) {
-            Py_XDECREF(figures);
-            return -1;
-        }
-    }
-    else if (self->listeners) {
-        figures = PyDict_Copy(figures); /* the listeners keep theirs */
-        if (figures == NULL)
-            return -1;
-    }
-    else {
-        Py_INCREF(figures);
-    }
     PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
     PyObject *target = attributes ? PyObject_GetAttr(attributes, NAME(N_DICT)) : NULL;
     Py_XDECREF(attributes);
-    rc = target ? merge_into(target, figures) : -1;
-    Py_XDECREF(target);
-    if (rc == 0 && self->listeners) {
+    if (target == NULL)
+        return -1;
+    /* The numbers go into the shared template only when it is merged at once into a plain
+     * dict: no Python code runs in between, so no other thread can touch the template.
+     * Otherwise (a stale tick, listeners that keep the figures, another mapping type)
+     * they go into a copy. */
+    int listeners = self->listeners;
+    int shared = !stale && !listeners && PyDict_CheckExact(target);
+    PyObject *figures = shared ? self->figures : PyDict_Copy(self->figures);
+    if (figures == NULL) {
+        Py_DECREF(target);
+        return -1;
+    }
+    if (shared)
+        Py_INCREF(figures);
+    rc = -1;
+    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0 || put_float(figures, self->simple_name, energy_j) < 0
+        || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
+        || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
+        goto done;
+    if (clock != self->figures_clock) {
+        if (PyDict_SetItem(figures, NAME(N_CPU_CLOCK), clock) < 0)
+            goto done;
+        if (shared)
+            self->figures_clock = clock;
+    }
+    if (stale && PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0)
+        goto done;
+    rc = merge_into(target, figures);
+    if (rc == 0 && listeners) {
         PyObject *r = PyObject_CallFunctionObjArgs(self->notify, span, figures, NULL);
         Py_XDECREF(r); /* _notify catches the listeners' errors itself */
         rc = r == NULL ? -1 : 0;
     }
+done:
+    Py_DECREF(target);
     Py_DECREF(figures);
     return rc < 0 ? -1 : 1;
 }
@@ -782,6 +789,10 @@ fast_on_ending(Hooks *self, PyObject *span)
 static PyObject *
 Hooks_on_ending(Hooks *self, PyObject *span)
 {
+    if (self->open == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Hooks not initialised");
+        return NULL;
+    }
     int rc = fast_on_ending(self, span);
     if (rc > 0)
         Py_RETURN_NONE;

@@ -210,6 +210,24 @@ def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
     sampler.shutdown()
 
 
+def test_listeners_keep_figures_that_later_spans_do_not_change(manual_sampler):
+    processor = CarbonSpanProcessor(sampler=manual_sampler)
+    seen = []
+    processor.add_listener(lambda span, figures: seen.append((span.name, figures, dict(figures))))
+    tracer, exporter, provider = pipeline(processor)
+    keep = busy_tick(manual_sampler, tracer)
+    for i in range(20):
+        with tracer.start_as_current_span(f"s{i}"):
+            burn_cpu_s(0.0005 * (i + 1))
+    keep.end()
+    assert len(seen) == 21 and len({id(f) for _, f, _ in seen}) == 21  # one dict each
+    exported = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    for name, figures, snapshot in seen:
+        assert figures == snapshot  # not changed by the spans after it
+        assert {k: exported[name][k] for k in figures} == figures
+    provider.shutdown()
+
+
 def test_attributes_that_are_not_a_plain_dict_get_the_figures_through_setitem(manual_sampler):
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
     keep = busy_tick(manual_sampler, tracer)
