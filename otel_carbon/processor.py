@@ -203,6 +203,10 @@ class CarbonSpanProcessor(SpanProcessor):
             sampler = self._sampler
             if sampler._quiet:  # noqa: SLF001 - one attribute read on the span path
                 sampler.wake()
+            if self._hooks is not None:
+                # The compiled hooks sent this span here (first span, idle back-off, or a
+                # running loop): tell them the sampler is awake now, not at its next tick.
+                self._hooks.set_tick(sampler.ledger.latest, False, sampler.stale_after_ns)
             tls = _tls
             if current_owner() is None:  # not inside a timed asyncio task step: the thread clock
                 clock_id = tls.clock_id

@@ -187,6 +187,36 @@ def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, monkeypat
     provider.shutdown()
 
 
+@needs_compiled
+def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(monkeypatch):
+    assert cpu_clock.speedups is not None, NOT_BUILT
+    calls = collections.Counter()
+    on_start = CarbonSpanProcessor.on_start
+
+    def counting_on_start(self, span, parent_context=None):
+        calls["on_start"] += 1
+        return on_start(self, span, parent_context)
+
+    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
+    sampler = make_sampler([ccf_sensor()], start=False)
+    sampler.tick()
+    tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
+    with tracer.start_as_current_span("first"):  # first span: resource, in Python
+        pass
+    time.sleep(0.5)
+    sampler.tick()  # no span open, the process idle: the sampler backs off
+    assert sampler._quiet
+    calls.clear()
+    for name in ("wakes it", "next", "next again"):
+        with tracer.start_as_current_span(name):
+            pass
+    assert calls == {"on_start": 1}  # only the span that found the sampler idle
+    assert not sampler._quiet
+    assert all(s.attributes[A.METHOD] == A.ESTIMATED for s in exporter.get_finished_spans())
+    provider.shutdown()
+    sampler.shutdown()
+
+
 def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
     # ticks stamped 1000 s in the past: the ledger is stale for every span
     sampler = make_sampler([ccf_sensor()], start=False)
