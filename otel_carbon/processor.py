@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -169,7 +170,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._drop_oldest,
             self._notify,
             names,
-            self._max_open,
+            min(self._max_open, sys.maxsize),  # a C size; a bigger cap is no cap either way
         )
         self._tick_listener = _weak_tick_listener(self)
         self._sampler.add_tick_listener(self._tick_listener)

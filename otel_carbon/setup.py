@@ -19,7 +19,8 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   is a reader itself (Prometheus). The exporters read their own endpoint variables.
 * **Resource**: ``Resource.create`` (``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SERVICE_NAME``,
   detectors), then ``resource_attributes`` and ``service_name`` on top (an argument beats
-  the environment, as in the SDK).
+  the environment, as in the SDK); ``service.instance.id`` is a new UUID unless one was
+  given, so the processes of one service keep apart in a shared backend.
 * **Idempotent**: a second call returns the same :class:`CarbonSetup` (its arguments are
   ignored, with one warning if they differ).
 * **Never replaces** a provider the application set: if the global tracer (meter) provider
@@ -42,6 +43,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -55,7 +57,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
@@ -531,6 +533,11 @@ def _build(
     if service_name:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # One per process that calls configure(): without it, the metric series of several
+        # workers of one service (gunicorn, uvicorn --workers) are the same series to a
+        # collector and overwrite each other. Semantic conventions: a UUID.
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}))
     want_metrics = config.metrics_enabled() if metrics is None else metrics
 
     # Resolve everything that can raise ValueError before any global state changes.

@@ -8,6 +8,7 @@ proxies) and no process-wide sampler, and restores the previous state afterwards
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from opentelemetry import metrics as metrics_api
@@ -335,3 +336,33 @@ def test_a_failing_meter_leaves_the_spans_working(fresh_otel, monkeypatch, caplo
         _busy()
     setup.force_flush()
     _assert_figures(memory.get_finished_spans()[0].attributes)
+
+
+def test_each_process_gets_its_own_service_instance_id(fresh_otel, monkeypatch):
+    import subprocess
+    import sys
+    import uuid
+
+    setup = otel_carbon.configure(traces_exporter="none", metrics=False, set_global=False)
+    instance = setup.tracer_provider.resource.attributes["service.instance.id"]
+    assert uuid.UUID(instance).version == 4
+    setup.shutdown()
+    # another process that calls configure() gets another one
+    code = (
+        "import otel_carbon; s = otel_carbon.configure(traces_exporter='none', metrics=False, set_global=False); "
+        "print(s.tracer_provider.resource.attributes['service.instance.id']); s.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_RESOURCE_ATTRIBUTES"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert uuid.UUID(other.stdout.strip()) != uuid.UUID(instance)
+    # one the user set is kept, from the environment or an argument
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7")
+    setup = otel_carbon.configure(traces_exporter="none", metrics=False, set_global=False)
+    assert setup.tracer_provider.resource.attributes["service.instance.id"] == "pod-7"
+    setup.shutdown()
+    setup = otel_carbon.configure(
+        traces_exporter="none", metrics=False, set_global=False, resource_attributes={"service.instance.id": "w1"}
+    )
+    assert setup.tracer_provider.resource.attributes["service.instance.id"] == "w1"
+    setup.shutdown()

@@ -364,3 +364,14 @@ def test_otel_carbon_sensors_says_which_span_path_runs(setting):
         [sys.executable, "-m", "otel_carbon.cli", "sensors"], env=env, capture_output=True, text=True, timeout=60
     ).stdout
     assert f"Span path: {span_path}" in text
+
+
+def test_an_open_span_cap_beyond_a_c_size_is_accepted(manual_sampler):
+    # found by the hypothesis test over OTEL_CARBON_MAX_OPEN_SPANS: the cap is a C size in
+    # the compiled hooks, and a bigger one must not raise OverflowError from deep inside
+    processor = CarbonSpanProcessor(sampler=manual_sampler, max_open_spans=10**100)
+    tracer, exporter, provider = pipeline(processor)
+    with tracer.start_as_current_span("s"):
+        pass
+    assert exporter.get_finished_spans()[0].attributes[A.METHOD] == A.ESTIMATED
+    provider.shutdown()
