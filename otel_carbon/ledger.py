@@ -256,7 +256,7 @@ class Ledger:
         """Turn one reading of cumulative counters into a tick with running totals."""
         prev = self.latest
         n = len(self.components)
-        energy = tuple(float(e) for e in energy_j)
+        energy = tuple(map(float, energy_j))
         if prev is None:
             zeros = (0.0,) * n
             price0 = self.nominal_price_j_per_cpu_s

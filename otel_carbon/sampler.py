@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import weakref
+from math import isfinite
 from typing import Callable, Dict, List, Optional
 
 import psutil
@@ -299,7 +300,7 @@ class Sampler:
     def _read(self, sensor: object, sample: HostSample) -> Optional[float]:
         try:
             value = float(sensor.read(sample))  # type: ignore[attr-defined]
-            if value != value or value in (float("inf"), float("-inf")):
+            if not isfinite(value):
                 raise ValueError(f"not a finite number: {value!r}")
             self.sensor_errors.pop(sensor.name, None)  # type: ignore[attr-defined]
             return value
@@ -325,7 +326,7 @@ class Sampler:
             busy_s, total_s = host_cpu_seconds()
             proc_cpu_s = time.process_time_ns() / 1e9
             t_ns = self._clock_ns()
-            sample = HostSample(t_ns=t_ns, busy_s=busy_s, total_s=total_s, n_cpus=self._n_cpus)
+            sample = HostSample(t_ns, busy_s, total_s, self._n_cpus)
             readings = [self._read(s, sample) for s in self.sensors]
             if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None:
                 break
