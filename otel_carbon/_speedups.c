@@ -23,7 +23,10 @@
 #include <Python.h>
 #include <structmember.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CLOCK_REUSE_NS 50000LL
 
@@ -164,6 +167,44 @@ forget_thread_clock(PyObject *module, PyObject *unused)
     tc.wall_ns = -CLOCK_REUSE_NS;
     tc.clock_state = 0;
     Py_RETURN_NONE;
+}
+
+/* -- /proc/stat ---------------------------------------------------------------------------- */
+
+/* proc_stat_cpu(fd) -> (busy, total) clock ticks of all CPUs, from the first line of
+ * /proc/stat read with pread on a kept-open fd (the sampler's _ProcStat.read). The GIL
+ * stays held: the read is a few tens of microseconds in the kernel, and giving the GIL
+ * away and back costs a hand-off when application threads are busy. */
+static PyObject *
+proc_stat_cpu(PyObject *module, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    char buf[512];
+    ssize_t n = pread((int)fd, buf, sizeof buf - 1, 0);
+    if (n < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    buf[n] = '\0';
+    if (strncmp(buf, "cpu ", 4) != 0) {
+        PyErr_SetString(PyExc_ValueError, "/proc/stat does not start with a 'cpu' line");
+        return NULL;
+    }
+    unsigned long long v[8]; /* user nice system idle iowait irq softirq steal */
+    char *p = buf + 4;
+    for (int i = 0; i < 8; i++) {
+        char *end;
+        while (*p == ' ')
+            p++;
+        if (*p < '0' || *p > '9') {
+            PyErr_SetString(PyExc_ValueError, "/proc/stat: fewer than 8 numbers on the cpu line");
+            return NULL;
+        }
+        v[i] = strtoull(p, &end, 10);
+        p = end;
+    }
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6];
+    return Py_BuildValue("(KK)", busy, busy + v[3] + v[4] + v[7]);
 }
 
 /* -- TaskMeter ---------------------------------------------------------------------------- */
@@ -841,6 +882,7 @@ static PyMethodDef module_methods[] = {
     {"read_cpu_ns", read_cpu_ns, METH_O, "This thread's CPU clock (ns) now (a real read)."},
     {"thread_clock_id", thread_clock_id, METH_NOARGS, "This thread's CPU clock id, or None."},
     {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
+    {"proc_stat_cpu", proc_stat_cpu, METH_O, "(busy, total) clock ticks from /proc/stat's cpu line, read at fd."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},

@@ -529,3 +529,43 @@ def test_gpus_are_not_in_the_cpu_ledger():
     assert sampler.gpus == gpus
     assert sampler.ledger.components == (CPU,)
     sampler.probe.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_proc_stat_first_line_is_read_the_same_by_both_parsers(tmp_path, compiled):
+    from otel_carbon.cpu_clock import speedups
+
+    if compiled and speedups is None:
+        assert os.environ.get("OTEL_CARBON_SPEEDUPS", "").lower() == "off", "otel_carbon._speedups was not built"
+        return  # the pure-Python run: the other case covers it
+    stat = tmp_path / "stat"
+    #           user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 5 1 2\n")
+    reader = sampler_mod._ProcStat(str(stat))
+    if not compiled:
+        reader._compiled = None
+    assert (reader._compiled is not None) == compiled
+    hz = os.sysconf("SC_CLK_TCK")
+    busy, total = reader.read()
+    assert busy == (100 + 20 + 30 + 6 + 7) / hz
+    assert total == (100 + 20 + 30 + 6 + 7 + 400 + 50 + 8) / hz  # guest time is inside user
+    for garbage in ("intr 1 2 3\n", "cpu  1 2 3\n", "cpu  1 2 x 4 5 6 7 8\n", ""):
+        stat.write_text(garbage)
+        with pytest.raises(ValueError):
+            reader.read()
+    os.close(reader.fd)
+
+
+def test_proc_stat_parsers_agree_on_this_host():
+    from otel_carbon.cpu_clock import speedups
+
+    if speedups is None or not os.path.exists("/proc/stat"):
+        pytest.skip("needs the compiled part and /proc/stat")
+    compiled = sampler_mod._ProcStat()
+    python = sampler_mod._ProcStat()
+    python._compiled = None
+    a, b, c = compiled.read(), python.read(), compiled.read()
+    assert a[0] <= b[0] <= c[0] and a[1] <= b[1] <= c[1]  # cumulative: b was read between a and c
+    assert c[1] - a[1] < 1.0  # and they are the same counters
+    os.close(compiled.fd)
+    os.close(python.fd)
