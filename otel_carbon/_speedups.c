@@ -243,18 +243,25 @@ TaskMeter_dealloc(TaskMeter *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* A fresh meter for `owner`: nothing counted, no step timed, no span open. */
+static void
+meter_reset(TaskMeter *m, PyObject *owner)
+{
+    Py_INCREF(owner);
+    Py_XSETREF(m->owner, owner);
+    m->acc_ns = 0;
+    m->step_t0_ns = 0;
+    m->in_step = 0;
+    m->open_spans = 0;
+}
+
 static int
 TaskMeter_init(TaskMeter *self, PyObject *args, PyObject *kwds)
 {
     PyObject *owner;
     if (!PyArg_ParseTuple(args, "O:TaskMeter", &owner))
         return -1;
-    Py_INCREF(owner);
-    Py_XSETREF(self->owner, owner);
-    self->acc_ns = 0;
-    self->step_t0_ns = 0;
-    self->in_step = 0;
-    self->open_spans = 0;
+    meter_reset(self, owner);
     return 0;
 }
 
@@ -331,11 +338,8 @@ meter_for_span_c(long long *reading)
         m = PyObject_GC_New(TaskMeter, &TaskMeterType);
         if (m == NULL)
             return NULL;
-        Py_INCREF(owner);
-        m->owner = owner;
-        m->acc_ns = m->step_t0_ns = 0;
-        m->in_step = 0;
-        m->open_spans = 0;
+        m->owner = NULL;
+        meter_reset(m, owner);
         PyObject_GC_Track(m);
         PyObject *token = PyContextVar_Set(meter_var, (PyObject *)m);
         if (token == NULL) {

@@ -180,7 +180,8 @@ class CarbonSpanProcessor(SpanProcessor):
         self.on_end = self._hooks.on_end  # type: ignore[method-assign]
 
     def _on_tick(self, tick: Optional[Tick]) -> None:
-        """The sampler appended ``tick`` (sampler thread): tell the compiled hooks."""
+        """Tell the compiled hooks the sampler's latest tick and state: from the sampler
+        thread after each tick, and from a span start that found the sampler idle."""
         sampler = self._sampler
         if tick is not None and self._layout_for is not sampler.ledger:
             self._refresh_layout()
@@ -207,7 +208,7 @@ class CarbonSpanProcessor(SpanProcessor):
             if self._hooks is not None:
                 # The compiled hooks sent this span here (first span, idle back-off, or a
                 # running loop): tell them the sampler is awake now, not at its next tick.
-                self._hooks.set_tick(sampler.ledger.latest, False, sampler.stale_after_ns)
+                self._on_tick(sampler.ledger.latest)
             tls = _tls
             if current_owner() is None:  # not inside a timed asyncio task step: the thread clock
                 clock_id = tls.clock_id
@@ -444,7 +445,7 @@ def _after_fork_in_child() -> None:
     for processor in list(_instances):
         processor._open.clear()
         if processor._hooks is not None:  # the parent's ticks are not the child's
-            processor._hooks.set_tick(None, False, processor._sampler.stale_after_ns)
+            processor._on_tick(None)
 
 
 if hasattr(os, "register_at_fork"):

@@ -62,6 +62,27 @@ def manual_sampler():
     sampler.shutdown()
 
 
+@pytest.fixture
+def python_calls(monkeypatch):
+    """Counts the calls that reach the processor's Python ``on_start`` / ``_on_ending``
+    (the compiled hooks hand them what they do not do themselves)."""
+    assert cpu_clock.speedups is not None, NOT_BUILT
+    calls = collections.Counter()
+    on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
+
+    def counting_on_start(self, span, parent_context=None):
+        calls["on_start"] += 1
+        return on_start(self, span, parent_context)
+
+    def counting_on_ending(self, span):
+        calls["_on_ending"] += 1
+        return on_ending(self, span)
+
+    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
+    monkeypatch.setattr(CarbonSpanProcessor, "_on_ending", counting_on_ending)
+    return calls
+
+
 def busy_tick(sampler, tracer):
     """Tick while a span is open, so the sampler is not in its idle back-off."""
     keep = tracer.start_span("keep-awake")
@@ -107,21 +128,8 @@ def test_both_paths_give_the_same_attributes(manual_sampler):
 
 
 @needs_compiled
-def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch):
-    assert cpu_clock.speedups is not None, NOT_BUILT
-    calls = collections.Counter()
-    on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
-
-    def counting_on_start(self, span, parent_context=None):
-        calls["on_start"] += 1
-        return on_start(self, span, parent_context)
-
-    def counting_on_ending(self, span):
-        calls["_on_ending"] += 1
-        return on_ending(self, span)
-
-    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
-    monkeypatch.setattr(CarbonSpanProcessor, "_on_ending", counting_on_ending)
+def test_common_spans_never_reach_the_python_methods(manual_sampler, python_calls):
+    calls = python_calls
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
     keep = busy_tick(manual_sampler, tracer)  # the first span: resource and layout, in Python
     calls.clear()
@@ -141,24 +149,10 @@ def test_common_spans_never_reach_the_python_methods(manual_sampler, monkeypatch
 
 
 @needs_compiled
-def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, monkeypatch):
+def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, python_calls):
     import asyncio
 
-    assert cpu_clock.speedups is not None, NOT_BUILT
-
-    calls = collections.Counter()
-    on_start, on_ending = CarbonSpanProcessor.on_start, CarbonSpanProcessor._on_ending
-
-    def counting_on_start(self, span, parent_context=None):
-        calls["on_start"] += 1
-        return on_start(self, span, parent_context)
-
-    def counting_on_ending(self, span):
-        calls["_on_ending"] += 1
-        return on_ending(self, span)
-
-    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
-    monkeypatch.setattr(CarbonSpanProcessor, "_on_ending", counting_on_ending)
+    calls = python_calls
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=manual_sampler))
     keep = busy_tick(manual_sampler, tracer)
     calls.clear()
@@ -188,16 +182,8 @@ def test_asyncio_task_spans_take_the_compiled_path_too(manual_sampler, monkeypat
 
 
 @needs_compiled
-def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(monkeypatch):
-    assert cpu_clock.speedups is not None, NOT_BUILT
-    calls = collections.Counter()
-    on_start = CarbonSpanProcessor.on_start
-
-    def counting_on_start(self, span, parent_context=None):
-        calls["on_start"] += 1
-        return on_start(self, span, parent_context)
-
-    monkeypatch.setattr(CarbonSpanProcessor, "on_start", counting_on_start)
+def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(python_calls):
+    calls = python_calls
     sampler = make_sampler([ccf_sensor()], start=False)
     sampler.tick()
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
