@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_speedups_procstat.h"
+
 #define CLOCK_REUSE_NS 50000LL
 
 /* This thread's last real CPU-clock read and its clock id. */
@@ -171,40 +173,17 @@ forget_thread_clock(PyObject *module, PyObject *unused)
 
 /* -- /proc/stat ---------------------------------------------------------------------------- */
 
-/* proc_stat_cpu(fd) -> (busy, total) clock ticks of all CPUs, from the first line of
- * /proc/stat read with pread on a kept-open fd (the sampler's _ProcStat.read). The GIL
- * stays held: the read is a few tens of microseconds in the kernel, and giving the GIL
- * away and back costs a hand-off when application threads are busy. */
+/* proc_stat_cpu(fd) -> (busy, total) clock ticks of all CPUs (the sampler's _ProcStat.read). */
 static PyObject *
 proc_stat_cpu(PyObject *module, PyObject *arg)
 {
     long fd = PyLong_AsLong(arg);
     if (fd == -1 && PyErr_Occurred())
         return NULL;
-    char buf[512];
-    ssize_t n = pread((int)fd, buf, sizeof buf - 1, 0);
-    if (n < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    buf[n] = '\0';
-    if (strncmp(buf, "cpu ", 4) != 0) {
-        PyErr_SetString(PyExc_ValueError, "/proc/stat does not start with a 'cpu' line");
+    unsigned long long busy, total;
+    if (read_proc_stat_cpu((int)fd, &busy, &total) < 0)
         return NULL;
-    }
-    unsigned long long v[8]; /* user nice system idle iowait irq softirq steal */
-    char *p = buf + 4;
-    for (int i = 0; i < 8; i++) {
-        char *end;
-        while (*p == ' ')
-            p++;
-        if (*p < '0' || *p > '9') {
-            PyErr_SetString(PyExc_ValueError, "/proc/stat: fewer than 8 numbers on the cpu line");
-            return NULL;
-        }
-        v[i] = strtoull(p, &end, 10);
-        p = end;
-    }
-    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6];
-    return Py_BuildValue("(KK)", busy, busy + v[3] + v[4] + v[7]);
+    return Py_BuildValue("(KK)", busy, total);
 }
 
 /* -- TaskMeter ---------------------------------------------------------------------------- */
@@ -915,7 +894,7 @@ PyInit__speedups(void)
     if (PyModule_AddObject(m, "TaskMeter", (PyObject *)&TaskMeterType) < 0 ||
         PyModule_AddObject(m, "METER", meter_var) < 0 ||
         PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
-        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0) {
+        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0 || add_tick_core(m) < 0) {
         Py_DECREF(&HooksType);
         Py_DECREF(m);
         return NULL;

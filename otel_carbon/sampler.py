@@ -41,8 +41,10 @@ from otel_carbon._log import warn_once
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
 from otel_carbon.cpu_clock import speedups
 from otel_carbon.intensity import IntensitySource, intensity_source
-from otel_carbon.ledger import Ledger, Tick
+from otel_carbon.ledger import MAX_PRICE_WINDOW_NS, MIN_PRICE_BUSY_S, PRICE_WINDOW_NS, Ledger, Tick
 from otel_carbon.sensors.base import HostSample
+from otel_carbon.sensors.constant import ConstantPowerSensor
+from otel_carbon.sensors.cpu_model import TEADS_LOAD_PCT, TEADS_TDP_FRACTION, CpuModelSensor
 from otel_carbon.sensors.probe import Probe, get_probe
 
 _logger = logging.getLogger("otel_carbon")
@@ -78,27 +80,60 @@ class _ProcStat:
 _proc_stat: Optional[_ProcStat] = None
 
 
-def host_cpu_seconds() -> "tuple[float, float]":
-    """(busy, total) CPU-seconds of the host since boot, all CPUs.
-
-    busy = user + nice + system + irq + softirq; total adds idle, iowait and steal
-    (time the hypervisor gave to someone else is not our work, nor free capacity we used).
-    """
+def _open_proc_stat() -> Optional[_ProcStat]:
     global _proc_stat
     if _proc_stat is None and os.path.exists("/proc/stat"):
         try:
             _proc_stat = _ProcStat()
         except OSError:
             pass
-    if _proc_stat is not None:
+    return _proc_stat
+
+
+def host_cpu_seconds() -> "tuple[float, float]":
+    """(busy, total) CPU-seconds of the host since boot, all CPUs.
+
+    busy = user + nice + system + irq + softirq; total adds idle, iowait and steal
+    (time the hypervisor gave to someone else is not our work, nor free capacity we used).
+    """
+    proc_stat = _proc_stat or _open_proc_stat()
+    if proc_stat is not None:
         try:
-            return _proc_stat.read()
+            return proc_stat.read()
         except (OSError, ValueError):
             pass
     t = psutil.cpu_times()
     busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
     total = busy + t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
     return busy, total
+
+
+def _compiled_models(probe: Probe) -> "Optional[list[tuple[int, float, float]]]":
+    """The compiled tick's description of ``probe``'s sensors, or None when it does not
+    apply: it needs the extension, and only built-in models (the CPU model's ccf or tdp
+    curve, constant power, the memory model), up to 8 of them, and no GPU."""
+    if speedups is None or not hasattr(speedups, "TickCore") or probe.gpus or not 1 <= len(probe.sensors) <= 8:
+        return None
+    models = []
+    for sensor in probe.sensors:
+        if type(sensor) is CpuModelSensor and sensor.curve == "ccf":
+            models.append((0, sensor.n_vcpus * sensor.min_w_per_vcpu, sensor.max_w_per_vcpu - sensor.min_w_per_vcpu))
+        elif type(sensor) is CpuModelSensor and sensor.curve == "tdp":
+            models.append((1, sensor.tdp_w, 0.0))
+        elif type(sensor) is ConstantPowerSensor:
+            models.append((2, sensor.power_w, 0.0))
+        else:
+            return None
+    return models
+
+
+def tick_path(probe: Probe) -> str:
+    """Which sampler tick runs for ``probe`` (``otel-carbon sensors`` prints it)."""
+    if speedups is None or not hasattr(speedups, "TickCore"):
+        return "Python (the compiled part is not in use; see the span path)"
+    if _compiled_models(probe) is None:
+        return "Python (a hardware counter or GPU is read; the compiled tick covers the models only)"
+    return "compiled (otel_carbon._speedups.TickCore)"
 
 
 class Sampler:
@@ -159,6 +194,7 @@ class Sampler:
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
+        self._core = self._new_core()
         _instances.add(self)
 
     def _new_ledger(self) -> Ledger:
@@ -166,6 +202,19 @@ class Sampler:
             [s.component for s in self.sensors],
             [s.idle_power_w for s in self.sensors],
             nominal_price_j_per_cpu_s=[getattr(s, "nominal_price_j_per_cpu_s", 0.0) for s in self.sensors],
+        )
+
+    def _new_core(self) -> Optional[object]:
+        """The compiled tick (``_speedups.TickCore``) for this ledger where it applies (see
+        :func:`tick_path`) and the clock is the real one. From then on it owns the models'
+        running energy; otherwise None (the Python tick)."""
+        models = _compiled_models(self.probe)
+        proc_stat = _open_proc_stat()
+        if models is None or proc_stat is None or self._clock_ns is not time.monotonic_ns:
+            return None
+        return speedups.TickCore(
+            self.ledger, Tick, self._method_ok, proc_stat.fd, proc_stat.hz, self._gap_ns, models,
+            (TEADS_LOAD_PCT, TEADS_TDP_FRACTION), (PRICE_WINDOW_NS, MAX_PRICE_WINDOW_NS, MIN_PRICE_BUSY_S),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -235,6 +284,7 @@ class Sampler:
         self._thread = None
         self._pid = os.getpid()
         self.ledger = self._new_ledger()
+        self._core = self._new_core()
         if was_running:
             self.start(_first_tick=quiet)
 
@@ -316,11 +366,21 @@ class Sampler:
             warn_once(_logger, f"sensor:{name}", "otel_carbon: sensor %s failed (%r); its energy is unavailable", name, exc)
             return None
 
-    def tick(self) -> Optional[Tick]:
-        """Take one reading now. Never raises; returns the tick, or None when dropped."""
+    def tick(self, host: "Optional[tuple[int, float, float, float]]" = None) -> Optional[Tick]:
+        """Take one reading now. Never raises; returns the tick, or None when dropped.
+
+        ``host``: ``(t_ns, busy_s, total_s, proc_cpu_s)`` to use instead of reading the
+        clock, ``/proc/stat`` and the process CPU time (the sensors are still read); tests
+        compare the compiled and the Python tick with it."""
         with self._tick_lock:
             try:
-                return self._tick()
+                core = self._core
+                if host is None:
+                    return self._tick() if core is None else core.tick(self)
+                if core is not None:
+                    return core.step(self, *host)
+                sample = HostSample(host[0], host[1], host[2], self._n_cpus)
+                return self._append(self.ledger.latest, sample, [self._read(s, sample) for s in self.sensors], host[3])
             except Exception as exc:  # noqa: BLE001
                 warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
                 return None
@@ -342,19 +402,14 @@ class Sampler:
             # one. The totals are cumulative, so the skew moves energy between two adjacent
             # intervals and cancels over any window longer than a tick.
             self.skewed_pairs += 1
+        return self._append(prev, sample, readings, proc_cpu_s)
+
+    def _append(
+        self, prev: Optional[Tick], sample: HostSample, readings: "list[Optional[float]]", proc_cpu_s: float
+    ) -> Tick:
+        t_ns, busy_s, total_s = sample.t_ns, sample.busy_s, sample.total_s
         if prev is not None and t_ns - prev.t_ns > self._gap_ns:
-            self.long_gaps += 1
-            warn_once(
-                _logger,
-                "sampler-gap",
-                "otel_carbon: %.1f s between two sensor readings, longer than a counter's wrap "
-                "period at the highest plausible power (%.1f s): the sampler thread was starved "
-                "(a call holding the GIL, a frozen process?). Energy in such intervals may be short "
-                "by whole counter ranges; they are counted in the %s metric",
-                (t_ns - prev.t_ns) / 1e9,
-                self._gap_ns / 1e9,
-                SAMPLER_GAPS,
-            )
+            self._long_gap(t_ns - prev.t_ns)
         gpu_proc_j, gpu_ok = self._read_gpus(sample)
         if gpu_ok and None not in readings:
             energy = readings
@@ -390,8 +445,25 @@ class Sampler:
             try:
                 listener(tick)
             except Exception as exc:  # noqa: BLE001
-                warn_once(_logger, f"tick-listener:{listener!r}", "otel_carbon: tick listener %r failed: %r", listener, exc)
+                self._listener_failed(listener, exc)
         return tick
+
+    def _long_gap(self, gap_ns: int) -> None:
+        self.long_gaps += 1
+        warn_once(
+            _logger,
+            "sampler-gap",
+            "otel_carbon: %.1f s between two sensor readings, longer than a counter's wrap "
+            "period at the highest plausible power (%.1f s): the sampler thread was starved "
+            "(a call holding the GIL, a frozen process?). Energy in such intervals may be short "
+            "by whole counter ranges; they are counted in the %s metric",
+            gap_ns / 1e9,
+            self._gap_ns / 1e9,
+            SAMPLER_GAPS,
+        )
+
+    def _listener_failed(self, listener: Callable[[Tick], None], exc: BaseException) -> None:
+        warn_once(_logger, f"tick-listener:{listener!r}", "otel_carbon: tick listener %r failed: %r", listener, exc)
 
     def _read_gpus(self, sample: HostSample) -> "tuple[float, bool]":
         """Cumulative GPU energy charged to this process, and whether every GPU read."""

@@ -206,6 +206,7 @@ def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(py
 def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
     # ticks stamped 1000 s in the past: the ledger is stale for every span
     sampler = make_sampler([ccf_sensor()], start=False)
+    sampler._core = None  # the Python tick, which reads the clock this test moves
     monkeypatch.setattr(sampler, "_clock_ns", lambda: time.monotonic_ns() - 10**12)
     sampler.tick()
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
@@ -318,7 +319,7 @@ def test_swap_owner_keeps_one_reference_per_thread():
 
 @pytest.mark.skipif(COMPILED_OFF, reason="this is the nested pure-Python run")
 def test_the_pure_python_span_path_passes_the_span_path_tests():
-    tests = ["tests/test_processor.py", "tests/test_asyncio_attribution.py", "tests/test_speedups.py"]
+    tests = ["tests/test_processor.py", "tests/test_asyncio_attribution.py", "tests/test_speedups.py", "tests/test_sampler.py"]
     env = dict(os.environ, OTEL_CARBON_SPEEDUPS="off")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
@@ -341,15 +342,20 @@ def test_otel_carbon_sensors_says_which_span_path_runs(setting):
         [sys.executable, "-m", "otel_carbon.cli", "sensors", "--json"], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    span_path = json.loads(result.stdout)["span_path"]
+    report = json.loads(result.stdout)
+    span_path, tick_path = report["span_path"], report["tick_path"]
+    models_only = all(s["method"] == "estimated" for s in report["sensors"])  # no RAPL readable
     if setting == "off":
         assert span_path == "pure Python (OTEL_CARBON_SPEEDUPS=off)"
+        assert tick_path.startswith("Python (the compiled part is not in use")
     else:
         assert span_path == "compiled (otel_carbon._speedups)", NOT_BUILT
+        assert tick_path == ("compiled (otel_carbon._speedups.TickCore)" if models_only else tick_path)
+        assert models_only or "hardware counter" in tick_path
     text = subprocess.run(
         [sys.executable, "-m", "otel_carbon.cli", "sensors"], env=env, capture_output=True, text=True, timeout=60
     ).stdout
-    assert f"Span path: {span_path}" in text
+    assert f"Span path: {span_path}" in text and f"Sampler tick: {tick_path}" in text
 
 
 def test_an_open_span_cap_beyond_a_c_size_is_accepted(manual_sampler):

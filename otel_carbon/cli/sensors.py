@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Dict
 
-from otel_carbon import config, cpu_clock
+from otel_carbon import config, cpu_clock, sampler
 from otel_carbon.sensors.probe import probe_sensors
 
 
@@ -27,6 +27,7 @@ def report() -> Dict[str, Any]:
             "sample_interval_s": config.sample_interval_s(),
             "idle_policy": config.idle_policy(),
             "span_path": cpu_clock.span_path,
+            "tick_path": sampler.tick_path(probe),
         }
     finally:
         probe.close()
@@ -57,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
                 print(f"      fix: {d['fix']}")
     print(f"Sampling every {data['sample_interval_s']} s; idle policy: {data['idle_policy']}")
     print(f"Span path: {data['span_path']}")
+    print(f"Sampler tick: {data['tick_path']}")
     return 0
