@@ -14,7 +14,8 @@
  *     its task's meter; priced by the tick current at its start; one component). Anything else -- and
  *     any error -- is handed to the processor's Python methods, which do the same work in
  *     full and catch everything. The Python processor tells the hooks what they mirror
- *     (layout, listeners, whether the resource was seen) through Hooks.sync().
+ *     (layout, listeners, whether the resource was seen) through Hooks.sync();
+ *   - TickCore, the sampler's tick for the built-in model sensors (in _speedups_tick.c).
  *
  * Every function here holds the GIL throughout: eight dict stores into a span's attributes
  * are seen by other threads all at once, as the Python dict.update was.

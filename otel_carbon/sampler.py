@@ -22,6 +22,12 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
   locked forever in the child. If the tick does not end in time, the child's first
   reading is left to its new thread, so the child itself never blocks on it.
 * **Shutdown** is idempotent and joins within a timeout.
+* **The compiled tick.** Where every sensor is a built-in model and there is no GPU, the
+  tick runs in C (``_speedups.TickCore``, see :func:`tick_path`): the thread wakes with
+  cold caches and each Python call of a tick then costs several times its warm price.
+  :meth:`Sampler._tick` with :meth:`Ledger.append_reading` is the reference; both take the
+  same readings through ``Sampler.tick(host=...)`` in the tests. The C tick holds the GIL
+  from ``/proc/stat`` to the clocks, so its pair is always tight and is never retried.
 """
 
 from __future__ import annotations
