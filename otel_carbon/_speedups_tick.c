@@ -641,14 +641,18 @@ done:
 }
 
 /* tick(sampler) -> Tick: read /proc/stat, the process CPU clock and the monotonic clock,
- * then step. */
+ * then step. NotImplemented, with nothing changed, when /proc/stat cannot be read through
+ * the kept fd (closed by a daemonising fork, say): the sampler then reads the host in
+ * Python (psutil) and calls step() with it. */
 static PyObject *
 TickCore_tick(TickCore *self, PyObject *sampler)
 {
     unsigned long long busy, total;
     struct timespec proc, mono;
-    if (read_proc_stat_cpu(self->fd, &busy, &total) < 0)
-        return NULL;
+    if (read_proc_stat_cpu(self->fd, &busy, &total) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
     if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &proc) != 0 || clock_gettime(CLOCK_MONOTONIC, &mono) != 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     long long proc_ns = (long long)proc.tv_sec * 1000000000LL + proc.tv_nsec;

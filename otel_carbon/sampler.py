@@ -382,7 +382,14 @@ class Sampler:
             try:
                 core = self._core
                 if host is None:
-                    return self._tick() if core is None else core.tick(self)
+                    if core is None:
+                        return self._tick()
+                    tick = core.tick(self)
+                    if tick is not NotImplemented:
+                        return tick
+                    # /proc/stat unreadable through the kept fd: the host through psutil
+                    busy_s, total_s = host_cpu_seconds()
+                    host = (time.monotonic_ns(), busy_s, total_s, time.process_time_ns() / 1e9)
                 if core is not None:
                     return core.step(self, *host)
                 sample = HostSample(host[0], host[1], host[2], self._n_cpus)

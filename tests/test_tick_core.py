@@ -190,6 +190,26 @@ def test_a_failing_tick_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) 
     assert sampler.tick() is None
 
 
+@pytest.mark.parametrize("broken", ["closed", "not /proc/stat"])
+def test_an_unreadable_proc_stat_fd_falls_back_to_psutil(tmp_path, monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
+    # e.g. a daemonising fork that closed every fd: the kept /proc/stat fd is gone
+    from otel_carbon import sampler as sampler_mod
+
+    stand_in = tmp_path / "stat"
+    stand_in.write_text("intr 1 2 3\n")
+    proc_stat = sampler_mod._ProcStat(str(stand_in))
+    if broken == "closed":
+        os.close(proc_stat.fd)
+    monkeypatch.setattr(sampler_mod, "_proc_stat", proc_stat)
+    sampler = Sampler(Probe(sensors=CONFIGS["ccf+memory"]()), interval_s=0.1)
+    assert sampler._core is not None  # noqa: SLF001
+    first = sampler.tick()
+    second = sampler.tick()
+    assert first is not None and second is not None and sampler.ticks == 2
+    assert second.busy_s >= first.busy_s > 0 and second.total_s > first.total_s * 0.99  # real host figures
+    assert second.t_ns > first.t_ns and second.energy_j[0] > 0
+
+
 def test_a_failing_listener_is_reported_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
     sampler = Sampler(Probe(sensors=CONFIGS["constant"]()), interval_s=0.1)
     seen: List[Tick] = []
