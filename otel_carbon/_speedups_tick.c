@@ -206,6 +206,7 @@ typedef struct {
     double gpu_proc_j, gpu_per_span_j, gpu_per_span_w, gpu_unattributed_j;
 } prev_tick;
 
+/* The previous tick's figures, read once per tick. */
 static int
 read_prev(TickCore *self, PyObject *prev, prev_tick *p)
 {
@@ -335,8 +336,8 @@ new_tick(TickCore *self, PyObject **args)
 
 /* The new tick (a new reference), as Ledger.append_reading builds it. */
 static PyObject *
-build_tick(TickCore *self, PyObject *prev, PyObject *t_obj, long long t_ns, double busy_s, double total_s,
-           double proc_cpu_s, long active_spans, PyObject *intensity)
+build_tick(TickCore *self, PyObject *prev, const prev_tick *pp, PyObject *t_obj, long long t_ns, double busy_s,
+           double total_s, double proc_cpu_s, long active_spans, PyObject *intensity)
 {
     Py_ssize_t n = self->n;
     PyObject *energy = float_tuple(self->energy_j, n);
@@ -366,9 +367,7 @@ build_tick(TickCore *self, PyObject *prev, PyObject *t_obj, long long t_ns, doub
         tick = new_tick(self, a);
         goto done;
     }
-    prev_tick p;
-    if (read_prev(self, prev, &p) < 0)
-        goto done;
+    const prev_tick p = *pp;
     double dt_s = max0((double)(t_ns - p.t_ns) / 1e9);
     double d_busy = max0(busy_s - p.busy_s);
     double active[MAX_COMPONENTS], idle[MAX_COMPONENTS];
@@ -595,20 +594,19 @@ core_step(TickCore *self, PyObject *sampler, long long t_ns, double busy_s, doub
         goto done;
     }
     step_models(self, t_ns, busy_s, total_s);
-    long long prev_t = 0;
-    double prev_proc = 0.0;
+    prev_tick p = {0};
     if (prev != Py_None) {
-        if (attr_ll(prev, s_t_ns, &prev_t) < 0 || attr_double(prev, s_proc_cpu_s, &prev_proc) < 0)
+        if (read_prev(self, prev, &p) < 0)
             goto done;
-        if ((double)(t_ns - prev_t) > self->gap_ns) {
-            PyObject *r = PyObject_CallMethod(sampler, "_long_gap", "L", t_ns - prev_t);
+        if ((double)(t_ns - p.t_ns) > self->gap_ns) {
+            PyObject *r = PyObject_CallMethod(sampler, "_long_gap", "L", t_ns - p.t_ns);
             if (r == NULL)
                 goto done;
             Py_DECREF(r);
         }
     }
     long active = count_open_spans(sampler);
-    int quiet = active == 0 && (prev == Py_None || (proc_cpu_s - prev_proc) * 1e9 < 0.01 * (double)(t_ns - prev_t));
+    int quiet = active == 0 && (prev == Py_None || (proc_cpu_s - p.proc_cpu_s) * 1e9 < 0.01 * (double)(t_ns - p.t_ns));
     if (PyObject_SetAttr(sampler, s_quiet, quiet ? Py_True : Py_False) < 0)
         goto done;
     PyObject *source = PyObject_GetAttr(sampler, s_intensity);
@@ -618,7 +616,7 @@ core_step(TickCore *self, PyObject *sampler, long long t_ns, double busy_s, doub
     Py_DECREF(source);
     if (intensity == NULL || (t_obj = PyLong_FromLongLong(t_ns)) == NULL)
         goto done;
-    tick = build_tick(self, prev, t_obj, t_ns, busy_s, total_s, proc_cpu_s, active, intensity);
+    tick = build_tick(self, prev, &p, t_obj, t_ns, busy_s, total_s, proc_cpu_s, active, intensity);
     if (tick == NULL || append_tick(self, prev, tick, t_obj) < 0)
         goto fail;
     PyObject *count = PyObject_GetAttr(sampler, s_ticks_count);
