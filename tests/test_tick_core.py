@@ -72,7 +72,7 @@ class Counter:
 
 def make(config: str, compiled: bool, counter: Counter, seen: List[Tick]) -> Sampler:
     sampler = Sampler(Probe(sensors=CONFIGS[config]()), interval_s=0.1, intensity=StaticIntensitySource(INTENSITY))
-    assert (sampler._core is not None) is True, "the compiled tick applies to the model sensors"  # noqa: SLF001
+    assert sampler._core is not None, "the compiled tick applies to the model sensors"  # noqa: SLF001
     if not compiled:
         sampler._core = None  # noqa: SLF001 - the Python reference
     sampler.register_span_counter(counter)
