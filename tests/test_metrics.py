@@ -242,33 +242,6 @@ def test_each_sampler_tick_drains_the_queue(manual_sampler):
         p.close()
 
 
-def test_span_energy_is_recorded_at_span_end_without_exemplars(manual_sampler):
-    # The histogram is fed on the thread that ends the span (a drain of a tick's worth of
-    # spans would make a sync worker's request wait), with a context that has no span: a
-    # root that ends while another span is current leaves no exemplar of that other trace.
-    from opentelemetry import trace
-    from opentelemetry.context import Context
-
-    p = Pipeline(manual_sampler)
-    try:
-        other = p.tracer.start_span("other")
-        with trace.use_span(other):
-            root = p.tracer.start_span("root", context=Context())
-            burn(200)
-            root.end()
-        other.end()  # a root too: recorded as well
-        assert p.metrics._spans.queued == 2
-        p.metrics._spans._queue.clear()  # drop the emissions: the histogram already has both
-        got, _ = points(p.reader)
-        energy = {a[A.SPAN_NAME]: point for a, point in got[A.SPAN_ENERGY]}
-        assert energy["root"].count == 1 and energy["other"].count == 1
-        assert energy["root"].sum == pytest.approx(p.exporter.get_finished_spans()[0].attributes[A.ENERGY_TOTAL])
-        assert list(energy["root"].exemplars) == [] and list(energy["other"].exemplars) == []
-        assert A.SPAN_EMISSIONS not in got  # the counter is fed by the drain only
-    finally:
-        p.close()
-
-
 def test_tick_listeners_are_called_isolated_and_removable(manual_sampler):
     sampler = make_sampler(manual_sampler.sensors, start=False)
     seen = []

@@ -24,11 +24,10 @@ Instruments (names and units in :mod:`otel_carbon.attributes`, table in the READ
   (``span_attribute_allowlist``, ``OTEL_CARBON_METRIC_SPAN_ATTRIBUTES``). Raw URLs and ids
   are refused.
 
-Cost per recorded span (a local root by default: one per request), on the thread that ends
-it: one SDK ``Histogram.record`` (~6 us, the SDK's price of an exact histogram) and a flat
-record of its emissions appended to a bounded queue (~0.4 us); the sampler thread (and every
-collection) adds the queued emissions to the counter once per attribute set (see
-:mod:`otel_carbon.metrics._spans`, which also says why the histogram is not fed later).
+Cost on the span path: one small tuple appended to a bounded queue, ~0.4 us (see
+:mod:`otel_carbon.metrics._spans`). SDK instruments are called from the sampler thread after
+each tick and at collection time only: one ``Histogram.record`` per span (the SDK's price of
+an exact histogram), the emissions counter once per attribute set and drain.
 """
 
 from __future__ import annotations
@@ -121,8 +120,6 @@ class CarbonMetrics:
 
     @property
     def recorded_spans(self) -> int:
-        """Spans in both per-span metrics (the histogram has them from their end, the
-        emissions counter from the next drain)."""
         return self._spans.recorded
 
     def attach(self, processor: Any) -> "CarbonMetrics":
@@ -148,8 +145,8 @@ class CarbonMetrics:
         self._spans.drain()
 
     def drain(self) -> int:
-        """Add the queued spans' emissions to the counter now (the sampler thread and every
-        collection also do); returns how many spans. Never raises."""
+        """Record the queued spans now (the sampler thread and every collection also do);
+        returns how many were recorded. Never raises."""
         try:
             return self._spans.drain()
         except Exception as exc:  # noqa: BLE001

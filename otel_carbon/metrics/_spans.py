@@ -1,28 +1,21 @@
 """Per-span metrics: ``carbon.span.energy`` (histogram, J) and ``carbon.span.emissions``
 (counter, g), keyed by low-cardinality attributes only.
 
-At span end (local root spans by default: one per request) :meth:`SpanRecorder.on_span`
-records the span's energy into the histogram at once, on the thread that ends the span --
-one SDK ``Histogram.record``, ~6 us with four attributes (~3 us plus ~0.7 us per attribute
-in SDK 1.45), the same a framework's own ``http.server.duration`` histogram costs -- and
-appends the span's emissions to a bounded queue of flat records (~0.4 us; a full queue
-leaves the span out of both metrics and counts it).
+The span path must stay near free (the whole processor budget is 2-3 us, and an SDK
+``Histogram.record`` costs 7-13 us on a small VM), so a span that ends only appends one
+flat record -- span name, method, energy, emissions, the allow-listed attribute values -- to
+a bounded deque (a full queue leaves the span out of the metrics and counts it): ~0.4 us.
+The record holds no reference to the span (keeping thousands of ended spans alive until the
+drain cost ~8 us per span here: the allocator can no longer reuse their memory) and is no
+GC-tracked object (see :meth:`SpanRecorder.on_span`).
 
-Why not queue the energy too and record it later on the sampler thread (what this module
-did first): an exact histogram needs one SDK measurement per value either way, and a drain
-of a tick's worth of spans holds the GIL for a millisecond or more. A sync worker's request
-waits that long behind it: Flask under gunicorn measured p99 1.08x-1.11x of a server
-without carbon that way, 1.01x-1.02x recording at span end, for the same CPU
-(BENCHMARKS.md). The record passes a context without a span, so the SDK's trace-based
-exemplar filter keeps no exemplar (1.3 us less; exemplars were never recorded off the
-span's thread either).
-
-:meth:`SpanRecorder.drain` sums the queued emissions per attribute set into one
-``Counter.add`` each (a counter's sum is all it exports): the sampler thread calls it after
-every tick, and every observable callback of the meter calls it first, so a collection
-(periodic reader, Prometheus scrape, ``force_flush``) sees every span that ended before it.
-The records are plain values (str, float, None), never a tuple per span: a GC-tracked object
-living until the drain added collections in a busy service (see :meth:`on_span`).
+:meth:`SpanRecorder.drain` turns the queue into SDK measurements: the sampler thread calls
+it after every tick, and every observable callback of the meter calls it first, so a
+collection (periodic reader, Prometheus scrape, ``force_flush``) sees every span that ended
+before it. It costs one ``Histogram.record`` per span (an exact histogram needs one SDK
+measurement per value; ~3 us plus ~0.7 us per attribute in SDK 1.45) and one
+``Counter.add`` per attribute set, and lets the application threads have the GIL every
+:data:`DRAIN_CHUNK` spans.
 """
 
 from __future__ import annotations
@@ -34,8 +27,6 @@ from collections import deque
 from functools import partial
 from typing import Any, Deque, Dict, Iterable, Mapping, Optional, Tuple
 
-from opentelemetry.context import Context, create_key
-
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
 
@@ -46,11 +37,11 @@ DEFAULT_MAX_QUEUE = 32_768  # ~200 bytes a span: a few MB at most
 ENERGY_BUCKETS_J = (
     1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e4,
 )
-#: distinct attribute sets kept in the attribute cache before it is cleared
+#: distinct attribute sets kept in the drain's cache before it is cleared
 MAX_CACHED_KEYS = 4096
-#: the drain lets the application threads have the GIL after this many spans (~0.1 ms of
-#: summing): a full queue in one go would hold it for ~10 ms. Each yield costs ~20 us (a
-#: GIL hand-off).
+#: the drain lets the application threads have the GIL after this many spans (~1.5 ms of
+#: records, under the interpreter's 5 ms switch interval): a whole tick's worth in one go
+#: can hold it for tens of ms in a busy service. Each yield costs ~20 us (a GIL hand-off).
 DRAIN_CHUNK = 256
 _yield_gil = partial(time.sleep, 0)
 
@@ -58,9 +49,6 @@ _URL_ATTRIBUTES = frozenset(
     {"url.full", "url.path", "url.query", "url.fragment", "http.url", "http.target", "http.client_ip"}
 )
 _EMPTY: Mapping[str, Any] = {}
-#: the context of our histogram records: one without a span, so no exemplar is kept (an
-#: empty Context would not do: the SDK takes the current one in its place)
-_NO_SPAN = Context({create_key("otel_carbon.span_metrics"): True})
 
 
 def refused_reason(name: str) -> Optional[str]:
@@ -105,7 +93,7 @@ class SpanRecorder:
         self._method_index = allowlist.index(A.HTTP_REQUEST_METHOD) if self._fallback else -1
         self._max_queue = max_queue
         self._n_values = len(self._lookup)
-        self._max_items = max_queue * (3 + self._n_values)  # a span is 3 + n_values items
+        self._max_items = max_queue * (4 + self._n_values)  # a span is 4 + n_values items
         self._queue: Deque[Any] = deque()
         self._drain_lock = threading.Lock()
         self._attrs_cache: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
@@ -137,24 +125,18 @@ class SpanRecorder:
         if len(queue) >= self._max_items:
             self._full()
             return
-        values = tuple(map(_attribute_dict(span).get, self._lookup))
-        method = figures.get(A.METHOD)
-        key = (span.name, values, method)
-        attrs = self._attrs_cache.get(key)
-        if attrs is None:
-            attrs = self._attributes(key)
-        self._histogram.record(energy_j, attrs, context=_NO_SPAN)
+        get = _attribute_dict(span).get
         # One flat record of plain values (str, float, None), never a tuple per span: that was
         # a GC-tracked object living until the drain, and a busy service queues hundreds per
         # tick, which added collections (Flask: 16.3 against 15.3 gen0 and 1.7 against 1.3 gen1
         # per 1,000 requests, ~3 us of GC a request). The temporary tuple is freed at once;
         # deque.extend of it is atomic under the GIL, so records never interleave.
-        queue.extend((span.name, method, figures.get(A.EMISSIONS, 0.0), *values))
+        queue.extend((span.name, figures.get(A.METHOD), energy_j, figures.get(A.EMISSIONS, 0.0), *map(get, self._lookup)))
 
     @property
     def queued(self) -> int:
         """Spans waiting for the next drain."""
-        return len(self._queue) // (3 + self._n_values)
+        return len(self._queue) // (4 + self._n_values)
 
     def reinit_after_fork(self) -> None:
         self._drain_lock = threading.Lock()
@@ -173,12 +155,12 @@ class SpanRecorder:
     # -- drain (sampler thread, or the collecting thread) -----------------------------------
 
     def drain(self) -> int:
-        """Add the queued spans' emissions to the counter, one ``add`` per attribute set;
-        returns how many spans."""
+        """Record every queued span into the SDK instruments; returns how many."""
         if not self._queue:
             return 0
         with self._drain_lock:  # a collection waits for a drain in progress on another thread
             pop = self._queue.popleft
+            record = self._histogram.record
             cache = self._attrs_cache
             emissions: Dict[Tuple[Any, ...], float] = {}
             n = 0
@@ -188,8 +170,12 @@ class SpanRecorder:
                     name = pop()
                 except IndexError:
                     break
-                method, emissions_g = pop(), pop()
+                method, energy_j, emissions_g = pop(), pop(), pop()
                 key = (name, tuple([pop() for _ in value_slots]), method)
+                attrs = cache.get(key)
+                if attrs is None:
+                    attrs = self._attributes(key)
+                record(energy_j, attrs)
                 emissions[key] = emissions.get(key, 0.0) + emissions_g
                 n += 1
                 if not n % DRAIN_CHUNK:
