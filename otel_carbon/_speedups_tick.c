@@ -336,7 +336,7 @@ new_tick(TickCore *self, PyObject **args)
 
 /* The new tick (a new reference), as Ledger.append_reading builds it. */
 static PyObject *
-build_tick(TickCore *self, PyObject *prev, const prev_tick *pp, PyObject *t_obj, long long t_ns, double busy_s,
+build_tick(TickCore *self, PyObject *prev, const prev_tick *p, PyObject *t_obj, long long t_ns, double busy_s,
            double total_s, double proc_cpu_s, long active_spans, PyObject *intensity)
 {
     Py_ssize_t n = self->n;
@@ -367,12 +367,11 @@ build_tick(TickCore *self, PyObject *prev, const prev_tick *pp, PyObject *t_obj,
         tick = new_tick(self, a);
         goto done;
     }
-    const prev_tick p = *pp;
-    double dt_s = max0((double)(t_ns - p.t_ns) / 1e9);
-    double d_busy = max0(busy_s - p.busy_s);
+    double dt_s = max0((double)(t_ns - p->t_ns) / 1e9);
+    double d_busy = max0(busy_s - p->busy_s);
     double active[MAX_COMPONENTS], idle[MAX_COMPONENTS];
     for (Py_ssize_t i = 0; i < n; i++) {
-        double d_e = max0(self->energy_j[i] - p.energy[i]);
+        double d_e = max0(self->energy_j[i] - p->energy[i]);
         double cap = self->idle_w[i] * dt_s;
         double d_idle = cap < d_e ? cap : d_e;
         double d_active = d_e - d_idle;
@@ -380,38 +379,38 @@ build_tick(TickCore *self, PyObject *prev, const prev_tick *pp, PyObject *t_obj,
             d_active = 0.0;
             d_idle = d_e;
         }
-        idle[i] = p.idle[i] + d_idle;
-        active[i] = p.active[i] + d_active;
+        idle[i] = p->idle[i] + d_idle;
+        active[i] = p->active[i] + d_active;
     }
-    double busy_cum = p.busy_s + d_busy;
+    double busy_cum = p->busy_s + d_busy;
     double idle_price, wall_per_busy;
-    PyObject *price = trailing_prices(self, prev, &p, t_ns, active, idle, busy_cum, &idle_price, &wall_per_busy);
+    PyObject *price = trailing_prices(self, prev, p, t_ns, active, idle, busy_cum, &idle_price, &wall_per_busy);
     if (price == NULL)
         goto done;
     owned[n_owned++] = price;
-    double d_proc = max0(proc_cpu_s - p.proc_cpu_s);
+    double d_proc = max0(proc_cpu_s - p->proc_cpu_s);
     double price_sum = 0.0;
-    for (Py_ssize_t i = 0; i < p.price_len; i++)
-        price_sum += p.price[i];
-    double charged = p.charged_j + d_proc * price_sum;
-    Py_ssize_t nb = p.charged_by_len < p.price_len ? p.charged_by_len : p.price_len;
+    for (Py_ssize_t i = 0; i < p->price_len; i++)
+        price_sum += p->price[i];
+    double charged = p->charged_j + d_proc * price_sum;
+    Py_ssize_t nb = p->charged_by_len < p->price_len ? p->charged_by_len : p->price_len;
     double charged_by[MAX_COMPONENTS];
     for (Py_ssize_t i = 0; i < nb; i++)
-        charged_by[i] = p.charged_by[i] + d_proc * p.price[i];
-    double charged_idle = p.charged_idle_j + d_proc * p.idle_price;
-    double charged_wall = p.charged_wall_s + d_proc * p.wall_per_busy;
-    double d_gpu = max0(0.0 - p.gpu_proc_j), per_span, per_span_w, unattributed;
+        charged_by[i] = p->charged_by[i] + d_proc * p->price[i];
+    double charged_idle = p->charged_idle_j + d_proc * p->idle_price;
+    double charged_wall = p->charged_wall_s + d_proc * p->wall_per_busy;
+    double d_gpu = max0(0.0 - p->gpu_proc_j), per_span, per_span_w, unattributed;
     if (active_spans > 0) {
-        per_span = p.gpu_per_span_j + d_gpu / (double)active_spans;
-        per_span_w = dt_s > 0 ? d_gpu / (double)active_spans / dt_s : p.gpu_per_span_w;
-        unattributed = p.gpu_unattributed_j;
+        per_span = p->gpu_per_span_j + d_gpu / (double)active_spans;
+        per_span_w = dt_s > 0 ? d_gpu / (double)active_spans / dt_s : p->gpu_per_span_w;
+        unattributed = p->gpu_unattributed_j;
     } else {
-        per_span = p.gpu_per_span_j;
+        per_span = p->gpu_per_span_j;
         per_span_w = 0.0;
-        unattributed = p.gpu_unattributed_j + d_gpu;
+        unattributed = p->gpu_unattributed_j + d_gpu;
     }
-    double nums[12] = {busy_cum,   total_s,    p.proc_cpu_s > proc_cpu_s ? p.proc_cpu_s : proc_cpu_s,
-                       idle_price, charged,    p.gpu_proc_j > 0.0 ? p.gpu_proc_j : 0.0,
+    double nums[12] = {busy_cum,   total_s,    p->proc_cpu_s > proc_cpu_s ? p->proc_cpu_s : proc_cpu_s,
+                       idle_price, charged,    p->gpu_proc_j > 0.0 ? p->gpu_proc_j : 0.0,
                        per_span,   per_span_w, unattributed,
                        charged_idle, wall_per_busy, charged_wall};
     PyObject *active_t = float_tuple(active, n), *idle_t = float_tuple(idle, n), *by_t = float_tuple(charged_by, nb);
@@ -670,12 +669,6 @@ TickCore_step(TickCore *self, PyObject *args)
     return core_step(self, sampler, t_ns, busy_s, total_s, proc_cpu_s);
 }
 
-static PyObject *
-TickCore_energy_j(TickCore *self, PyObject *unused)
-{
-    return float_tuple(self->energy_j, self->n);
-}
-
 /* TickCore(ledger, tick_type, method, fd, hz, gap_ns, models, teads, window):
  *   models: one (kind, a, b) per component, kind 0 ccf (a static W, b W per busy CPU-s),
  *           1 tdp (a TDP W), 2 constant (a W);
@@ -793,7 +786,6 @@ static PyMethodDef TickCore_methods[] = {
     {"tick", (PyCFunction)TickCore_tick, METH_O, "tick(sampler) -> Tick: read the host and append a tick."},
     {"step", (PyCFunction)TickCore_step, METH_VARARGS,
      "step(sampler, t_ns, busy_s, total_s, proc_cpu_s) -> Tick: append the tick of these readings."},
-    {"energy_j", (PyCFunction)TickCore_energy_j, METH_NOARGS, "The models' cumulative energy (J) so far."},
     {NULL, NULL, 0, NULL},
 };
 
