@@ -1,7 +1,7 @@
-"""The optional compiled span path and sampler tick; everything else is in pyproject.toml.
+"""The optional compiled span path; everything else is in pyproject.toml.
 
 Without a C compiler the build of ``otel_carbon._speedups`` is skipped with a warning and
-the package runs its pure-Python span path and tick (same figures, slower).
+the package runs its pure-Python span path (same figures, slower).
 """
 
 from setuptools import Extension, setup
@@ -10,8 +10,7 @@ setup(
     ext_modules=[
         Extension(
             "otel_carbon._speedups",
-            ["otel_carbon/_speedups.c", "otel_carbon/_speedups_tick.c"],
-            depends=["otel_carbon/_speedups_procstat.h"],
+            ["otel_carbon/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2", "-std=c11"],
         )

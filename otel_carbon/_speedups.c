@@ -14,8 +14,7 @@
  *     its task's meter; priced by the tick current at its start; one component). Anything else -- and
  *     any error -- is handed to the processor's Python methods, which do the same work in
  *     full and catch everything. The Python processor tells the hooks what they mirror
- *     (layout, listeners, whether the resource was seen) through Hooks.sync();
- *   - TickCore, the sampler's tick for the built-in model sensors (in _speedups_tick.c).
+ *     (layout, listeners, whether the resource was seen) through Hooks.sync().
  *
  * Every function here holds the GIL throughout: eight dict stores into a span's attributes
  * are seen by other threads all at once, as the Python dict.update was.
@@ -28,8 +27,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "_speedups_procstat.h"
 
 #define CLOCK_REUSE_NS 50000LL
 
@@ -170,21 +167,6 @@ forget_thread_clock(PyObject *module, PyObject *unused)
     tc.wall_ns = -CLOCK_REUSE_NS;
     tc.clock_state = 0;
     Py_RETURN_NONE;
-}
-
-/* -- /proc/stat ---------------------------------------------------------------------------- */
-
-/* proc_stat_cpu(fd) -> (busy, total) clock ticks of all CPUs (the sampler's _ProcStat.read). */
-static PyObject *
-proc_stat_cpu(PyObject *module, PyObject *arg)
-{
-    long fd = PyLong_AsLong(arg);
-    if (fd == -1 && PyErr_Occurred())
-        return NULL;
-    unsigned long long busy, total;
-    if (read_proc_stat_cpu((int)fd, &busy, &total) < 0)
-        return NULL;
-    return Py_BuildValue("(KK)", busy, total);
 }
 
 /* -- TaskMeter ---------------------------------------------------------------------------- */
@@ -866,7 +848,6 @@ static PyMethodDef module_methods[] = {
     {"read_cpu_ns", read_cpu_ns, METH_O, "This thread's CPU clock (ns) now (a real read)."},
     {"thread_clock_id", thread_clock_id, METH_NOARGS, "This thread's CPU clock id, or None."},
     {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
-    {"proc_stat_cpu", proc_stat_cpu, METH_O, "(busy, total) clock ticks from /proc/stat's cpu line, read at fd."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
@@ -895,7 +876,7 @@ PyInit__speedups(void)
     if (PyModule_AddObject(m, "TaskMeter", (PyObject *)&TaskMeterType) < 0 ||
         PyModule_AddObject(m, "METER", meter_var) < 0 ||
         PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
-        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0 || add_tick_core(m) < 0) {
+        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0) {
         Py_DECREF(&HooksType);
         Py_DECREF(m);
         return NULL;

@@ -39,7 +39,9 @@ the server's lifetime); spans then carry their share as ``carbon.embodied``. Def
 
 # Sampler and processor
 OTEL_CARBON_SAMPLE_INTERVAL = "OTEL_CARBON_SAMPLE_INTERVAL"
-"""Seconds between sampler ticks (default 0.1)."""
+"""Seconds between sampler ticks (default: follows the sensors, see
+``otel_carbon.sampler.default_interval_s``: 2 for models linear in CPU time, 0.25 for the TDP
+curve, 0.1 for hardware counters and GPUs)."""
 OTEL_CARBON_MAX_OPEN_SPANS = "OTEL_CARBON_MAX_OPEN_SPANS"
 """Most spans tracked while open, per processor (default 100000); older ones are dropped."""
 
@@ -133,10 +135,10 @@ def _interval(raw: str) -> float:
     return value
 
 
-def sample_interval_s() -> float:
+def sample_interval_s(default: float = DEFAULT_SAMPLE_INTERVAL_S) -> float:
     return _env(
         OTEL_CARBON_SAMPLE_INTERVAL,
-        DEFAULT_SAMPLE_INTERVAL_S,
+        default,
         _interval,
         f"a number of seconds > 0 and <= {MAX_SAMPLE_INTERVAL_S:g}",
     )

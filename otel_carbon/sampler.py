@@ -22,12 +22,11 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
   locked forever in the child. If the tick does not end in time, the child's first
   reading is left to its new thread, so the child itself never blocks on it.
 * **Shutdown** is idempotent and joins within a timeout.
-* **The compiled tick.** Where every sensor is a built-in model and there is no GPU, the
-  tick runs in C (``_speedups.TickCore``, see :func:`tick_path`): the thread wakes with
-  cold caches and each Python call of a tick then costs several times its warm price.
-  :meth:`Sampler._tick` with :meth:`Ledger.append_reading` is the reference; both take the
-  same readings through ``Sampler.tick(host=...)`` in the tests. The C tick holds the GIL
-  from ``/proc/stat`` to the clocks, so its pair is always tight and is never retried.
+* **The interval follows the sensors** (:func:`default_interval_s`): a model linear in CPU
+  time prices a CPU-second the same whatever the tick rate, so it ticks every
+  :data:`LINEAR_INTERVAL_S`; a curve (the TDP model) or a hardware counter needs fresher
+  prices (``benchmarks/bench_interval.py`` measures the per-span error against the
+  interval; BENCHMARKS.md has the table). ``OTEL_CARBON_SAMPLE_INTERVAL`` overrides it.
 """
 
 from __future__ import annotations
@@ -45,12 +44,11 @@ import psutil
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
-from otel_carbon.cpu_clock import speedups
 from otel_carbon.intensity import IntensitySource, intensity_source
-from otel_carbon.ledger import MAX_PRICE_WINDOW_NS, MIN_PRICE_BUSY_S, PRICE_WINDOW_NS, Ledger, Tick
+from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor
-from otel_carbon.sensors.cpu_model import TEADS_LOAD_PCT, TEADS_TDP_FRACTION, CpuModelSensor
+from otel_carbon.sensors.cpu_model import CpuModelSensor
 from otel_carbon.sensors.probe import Probe, get_probe
 
 _logger = logging.getLogger("otel_carbon")
@@ -61,22 +59,22 @@ IDLE_INTERVAL_S = 1.0  # interval while no span is open and the process is idle
 SLEEP_MAX_S = 1.0  # intervals up to this sleep between ticks (see Sampler._run)
 STALE_TICKS = 10  # a ledger older than this many intervals (and >= 1 s) is stale
 FORK_WAIT_S = 1.0  # before fork, wait at most this long for a tick in progress to end
+#: Default intervals by sensor layout (see default_interval_s; bench_interval.py measured
+#: them: the longest interval whose per-span error stays within 2 %).
+LINEAR_INTERVAL_S = 2.0  # models linear in CPU time: the price does not depend on it
+CURVE_INTERVAL_S = 0.25  # the TDP curve: a tick's mean utilisation moves along a curve
+COUNTER_INTERVAL_S = config.DEFAULT_SAMPLE_INTERVAL_S  # hardware counters and GPUs
 
 
 class _ProcStat:
     """The first line of ``/proc/stat`` read with ``os.pread`` on a kept-open fd (half the
-    cost of ``psutil.cpu_times()``, which opens the file each time); read and parsed in C
-    where the compiled part was built (~15 us less per tick after the sampler's sleep)."""
+    cost of ``psutil.cpu_times()``, which opens the file each time)."""
 
     def __init__(self, path: str = "/proc/stat") -> None:
         self.fd = os.open(path, os.O_RDONLY)
         self.hz = float(os.sysconf("SC_CLK_TCK"))
-        self._compiled = speedups.proc_stat_cpu if speedups is not None else None
 
     def read(self) -> "tuple[float, float]":
-        if self._compiled is not None:
-            busy_ticks, total_ticks = self._compiled(self.fd)
-            return busy_ticks / self.hz, total_ticks / self.hz
         fields = os.pread(self.fd, 256, 0).split(b"\n", 1)[0].split()
         user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
         busy = user + nice + system + irq + softirq
@@ -114,32 +112,27 @@ def host_cpu_seconds() -> "tuple[float, float]":
     return busy, total
 
 
-def _compiled_models(probe: Probe) -> "Optional[list[tuple[int, float, float]]]":
-    """The compiled tick's description of ``probe``'s sensors, or None when it does not
-    apply: it needs the extension, and only built-in models (the CPU model's ccf or tdp
-    curve, constant power, the memory model), up to 8 of them, and no GPU."""
-    if speedups is None or not hasattr(speedups, "TickCore") or probe.gpus or not 1 <= len(probe.sensors) <= 8:
-        return None
-    models = []
+def default_interval_s(probe: Probe) -> float:
+    """The sampler's interval for ``probe``'s sensors when none is configured: the longest
+    that keeps span figures within 2 % (``benchmarks/bench_interval.py``).
+
+    * Only models linear in CPU time (the ccf line, constant power, the memory model) and
+      no GPU: :data:`LINEAR_INTERVAL_S`. Their active joules are ``slope x busy
+      CPU-seconds`` however the ticks fall, so the price of a CPU-second is exact at any
+      interval; the interval only sets how fresh the power metrics are.
+    * The TDP curve: :data:`CURVE_INTERVAL_S`.
+    * A hardware counter (RAPL) or a GPU, or a sensor this function does not know:
+      :data:`COUNTER_INTERVAL_S` (the counters are cumulative, but the price follows the
+      load only as fast as they are read; GPU energy is split among the spans open in each
+      tick).
+    """
+    interval_s = LINEAR_INTERVAL_S
     for sensor in probe.sensors:
-        if type(sensor) is CpuModelSensor and sensor.curve == "ccf":
-            models.append((0, sensor.n_vcpus * sensor.min_w_per_vcpu, sensor.max_w_per_vcpu - sensor.min_w_per_vcpu))
-        elif type(sensor) is CpuModelSensor and sensor.curve == "tdp":
-            models.append((1, sensor.tdp_w, 0.0))
-        elif type(sensor) is ConstantPowerSensor:
-            models.append((2, sensor.power_w, 0.0))
-        else:
-            return None
-    return models
-
-
-def tick_path(probe: Probe) -> str:
-    """Which sampler tick runs for ``probe`` (``otel-carbon sensors`` prints it)."""
-    if speedups is None or not hasattr(speedups, "TickCore"):
-        return "Python (the compiled part is not in use; see the span path)"
-    if _compiled_models(probe) is None:
-        return "Python (a hardware counter or GPU is read; the compiled tick covers the models only)"
-    return "compiled (otel_carbon._speedups.TickCore)"
+        if type(sensor) is CpuModelSensor and sensor.curve == "tdp":
+            interval_s = min(interval_s, CURVE_INTERVAL_S)
+        elif not (type(sensor) is ConstantPowerSensor or (type(sensor) is CpuModelSensor and sensor.curve == "ccf")):
+            interval_s = min(interval_s, COUNTER_INTERVAL_S)
+    return interval_s
 
 
 class Sampler:
@@ -153,12 +146,12 @@ class Sampler:
         idle_interval_s: float = IDLE_INTERVAL_S,
         clock_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        if interval_s is None:
-            interval_s = config.sample_interval_s()
-        if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= threading.TIMEOUT_MAX):
-            raise ValueError(f"interval_s must be a number of seconds > 0, got {interval_s!r}")
         if not isinstance(probe, Probe):
             raise ValueError(f"probe must be an otel_carbon Probe (see probe_sensors()), got {type(probe).__name__}")
+        if interval_s is None:
+            interval_s = config.sample_interval_s(default_interval_s(probe))
+        if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= threading.TIMEOUT_MAX):
+            raise ValueError(f"interval_s must be a number of seconds > 0, got {interval_s!r}")
         if intensity is not None and not callable(getattr(intensity, "current", None)):
             raise ValueError(f"intensity must be an intensity source with current(), got {type(intensity).__name__}")
         if not callable(clock_ns) or not isinstance(clock_ns(), int):
@@ -200,7 +193,6 @@ class Sampler:
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
-        self._core = self._new_core()
         _instances.add(self)
 
     def _new_ledger(self) -> Ledger:
@@ -208,19 +200,6 @@ class Sampler:
             [s.component for s in self.sensors],
             [s.idle_power_w for s in self.sensors],
             nominal_price_j_per_cpu_s=[getattr(s, "nominal_price_j_per_cpu_s", 0.0) for s in self.sensors],
-        )
-
-    def _new_core(self) -> Optional[object]:
-        """The compiled tick (``_speedups.TickCore``) for this ledger where it applies (see
-        :func:`tick_path`) and the clock is the real one. From then on it owns the models'
-        running energy; otherwise None (the Python tick)."""
-        models = _compiled_models(self.probe)
-        proc_stat = _open_proc_stat()
-        if models is None or proc_stat is None or self._clock_ns is not time.monotonic_ns:
-            return None
-        return speedups.TickCore(
-            self.ledger, Tick, self._method_ok, proc_stat.fd, proc_stat.hz, self._gap_ns, models,
-            (TEADS_LOAD_PCT, TEADS_TDP_FRACTION), (PRICE_WINDOW_NS, MAX_PRICE_WINDOW_NS, MIN_PRICE_BUSY_S),
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -290,7 +269,6 @@ class Sampler:
         self._thread = None
         self._pid = os.getpid()
         self.ledger = self._new_ledger()
-        self._core = self._new_core()
         if was_running:
             self.start(_first_tick=quiet)
 
@@ -376,22 +354,12 @@ class Sampler:
         """Take one reading now. Never raises; returns the tick, or None when dropped.
 
         ``host``: ``(t_ns, busy_s, total_s, proc_cpu_s)`` to use instead of reading the
-        clock, ``/proc/stat`` and the process CPU time (the sensors are still read); tests
-        compare the compiled and the Python tick with it."""
+        clock, ``/proc/stat`` and the process CPU time (the sensors are still read): a
+        replay of a recorded or simulated load (``benchmarks/bench_interval.py``)."""
         with self._tick_lock:
             try:
-                core = self._core
                 if host is None:
-                    if core is None:
-                        return self._tick()
-                    tick = core.tick(self)
-                    if tick is not NotImplemented:
-                        return tick
-                    # /proc/stat unreadable through the kept fd: the host through psutil
-                    busy_s, total_s = host_cpu_seconds()
-                    host = (time.monotonic_ns(), busy_s, total_s, time.process_time_ns() / 1e9)
-                if core is not None:
-                    return core.step(self, *host)
+                    return self._tick()
                 sample = HostSample(host[0], host[1], host[2], self._n_cpus)
                 return self._append(self.ledger.latest, sample, [self._read(s, sample) for s in self.sensors], host[3])
             except Exception as exc:  # noqa: BLE001

@@ -20,7 +20,7 @@ import pytest
 from otel_carbon import config
 from otel_carbon.attributes import CPU, ESTIMATED, MEMORY
 from otel_carbon.data import load_table
-from otel_carbon.sampler import Sampler
+from otel_carbon.sampler import Sampler, default_interval_s
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.cpu_model import (
@@ -168,7 +168,7 @@ def test_a_bad_interval_in_the_environment_leaves_the_sampler_on_the_default(mon
             Probe(sensors=[ConstantPowerSensor(power_w=1.0)]),
             intensity=StaticIntensitySource(Intensity(g_per_kwh=1.0, zone="test")),
         )
-    assert sampler.interval_s == config.DEFAULT_SAMPLE_INTERVAL_S
+    assert sampler.interval_s == default_interval_s(sampler.probe)
     assert len(warnings_about(caplog, config.OTEL_CARBON_SAMPLE_INTERVAL)) == 1
 
 

@@ -26,9 +26,11 @@ from otel_carbon.sensors.probe import Probe
 if __package__:  # tests/ is a package (tests/__init__.py exists)
     from .conftest import fork_and_report
     from .fake_nvml import FakeDevice, FakeNvml
+    from .powercap_tree import build_intel_tree
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
     from conftest import fork_and_report
     from fake_nvml import FakeDevice, FakeNvml
+    from powercap_tree import build_intel_tree
 
 INTENSITY = Intensity(g_per_kwh=123.0, zone="test", source="test")
 
@@ -331,6 +333,50 @@ def test_interval_from_the_environment(monkeypatch):
     assert sampler.interval_s == 0.25
 
 
+def _default_interval(sensors) -> float:
+    return Sampler(Probe(sensors=list(sensors)), intensity=StaticIntensitySource(INTENSITY)).interval_s
+
+
+def test_the_default_interval_follows_the_sensors(tmp_path):
+    from otel_carbon.sensors.cpu_model import CpuModelSensor
+    from otel_carbon.sensors.memory_model import memory_model_sensor
+    from otel_carbon.sensors.rapl import probe_rapl
+
+    ccf = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=4.0, n_vcpus=2)
+    tdp = CpuModelSensor("tdp", tdp_w=100.0, n_vcpus=2)
+    build_intel_tree(tmp_path, sockets=1, dram=True)
+    rapl_sensors, _ = probe_rapl(str(tmp_path))
+    assert rapl_sensors
+    # models linear in CPU time: a CPU-second costs the same at any tick rate
+    assert _default_interval([ccf, memory_model_sensor(8 * 10**9)]) == sampler_mod.LINEAR_INTERVAL_S
+    assert _default_interval([ConstantPowerSensor(power_w=5.0)]) == sampler_mod.LINEAR_INTERVAL_S
+    # a curve, a counter, a GPU or an unknown sensor need fresher prices; the shortest wins
+    assert _default_interval([tdp, memory_model_sensor(8 * 10**9)]) == sampler_mod.CURVE_INTERVAL_S
+    assert _default_interval(rapl_sensors) == sampler_mod.COUNTER_INTERVAL_S
+    assert _default_interval([tdp, ScriptedSensor()]) == sampler_mod.COUNTER_INTERVAL_S
+    gpus, _ = probe_nvml(nvml=FakeNvml([FakeDevice(kind="volta", energy_mj=5_000_000)]))
+    assert gpus
+    assert _default_interval([ccf, *gpus]) == sampler_mod.COUNTER_INTERVAL_S
+    assert sampler_mod.COUNTER_INTERVAL_S < sampler_mod.CURVE_INTERVAL_S < sampler_mod.LINEAR_INTERVAL_S
+    for sensor in rapl_sensors:
+        sensor.close()
+
+
+def test_the_environment_overrides_the_sensors_default(monkeypatch):
+    from otel_carbon.sensors.cpu_model import CpuModelSensor
+
+    monkeypatch.setenv("OTEL_CARBON_SAMPLE_INTERVAL", "0.5")
+    assert _default_interval([CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=4.0, n_vcpus=2)]) == 0.5
+
+
+def test_a_counters_wrap_period_caps_the_default():
+    class Wrapping(ScriptedSensor):
+        def max_read_interval_s(self) -> float:
+            return 0.03
+
+    assert _default_interval([ConstantPowerSensor(power_w=1.0), Wrapping()]) == 0.03
+
+
 # -- fork ------------------------------------------------------------------------------------
 
 
@@ -531,20 +577,11 @@ def test_gpus_are_not_in_the_cpu_ledger():
     sampler.probe.close()
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
-def test_proc_stat_first_line_is_read_the_same_by_both_parsers(tmp_path, compiled):
-    from otel_carbon.cpu_clock import span_path, speedups
-
-    if compiled and speedups is None:
-        assert "OTEL_CARBON_SPEEDUPS=off" in span_path, "otel_carbon._speedups was not built"
-        return  # the pure-Python run: the other case covers it
+def test_proc_stat_first_line_is_parsed(tmp_path):
     stat = tmp_path / "stat"
     #           user nice system idle iowait irq softirq steal guest guest_nice
     stat.write_text("cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 5 1 2\n")
     reader = sampler_mod._ProcStat(str(stat))
-    if not compiled:
-        reader._compiled = None
-    assert (reader._compiled is not None) == compiled
     hz = os.sysconf("SC_CLK_TCK")
     busy, total = reader.read()
     assert busy == (100 + 20 + 30 + 6 + 7) / hz
@@ -554,18 +591,3 @@ def test_proc_stat_first_line_is_read_the_same_by_both_parsers(tmp_path, compile
         with pytest.raises(ValueError):
             reader.read()
     os.close(reader.fd)
-
-
-def test_proc_stat_parsers_agree_on_this_host():
-    from otel_carbon.cpu_clock import speedups
-
-    if speedups is None or not os.path.exists("/proc/stat"):
-        pytest.skip("needs the compiled part and /proc/stat")
-    compiled = sampler_mod._ProcStat()
-    python = sampler_mod._ProcStat()
-    python._compiled = None
-    a, b, c = compiled.read(), python.read(), compiled.read()
-    assert a[0] <= b[0] <= c[0] and a[1] <= b[1] <= c[1]  # cumulative: b was read between a and c
-    assert c[1] - a[1] < 1.0  # and they are the same counters
-    os.close(compiled.fd)
-    os.close(python.fd)

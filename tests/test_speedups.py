@@ -206,7 +206,6 @@ def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(py
 def test_a_stale_ledger_marks_spans_unavailable(monkeypatch):
     # ticks stamped 1000 s in the past: the ledger is stale for every span
     sampler = make_sampler([ccf_sensor()], start=False)
-    sampler._core = None  # the Python tick, which reads the clock this test moves
     monkeypatch.setattr(sampler, "_clock_ns", lambda: time.monotonic_ns() - 10**12)
     sampler.tick()
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
@@ -343,19 +342,15 @@ def test_otel_carbon_sensors_says_which_span_path_runs(setting):
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    span_path, tick_path = report["span_path"], report["tick_path"]
-    models_only = all(s["method"] == "estimated" for s in report["sensors"])  # no RAPL readable
+    span_path = report["span_path"]
     if setting == "off":
         assert span_path == "pure Python (OTEL_CARBON_SPEEDUPS=off)"
-        assert tick_path.startswith("Python (the compiled part is not in use")
     else:
         assert span_path == "compiled (otel_carbon._speedups)", NOT_BUILT
-        assert tick_path == ("compiled (otel_carbon._speedups.TickCore)" if models_only else tick_path)
-        assert models_only or "hardware counter" in tick_path
     text = subprocess.run(
         [sys.executable, "-m", "otel_carbon.cli", "sensors"], env=env, capture_output=True, text=True, timeout=60
     ).stdout
-    assert f"Span path: {span_path}" in text and f"Sampler tick: {tick_path}" in text
+    assert f"Span path: {span_path}" in text
 
 
 def test_an_open_span_cap_beyond_a_c_size_is_accepted(manual_sampler):

@@ -24,10 +24,9 @@ def report() -> Dict[str, Any]:
             "sensors": [asdict(s.info()) for s in probe.sensors],
             "unreadable": [asdict(d) for d in probe.diagnostics],
             "notes": probe.notes,
-            "sample_interval_s": config.sample_interval_s(),
+            "sample_interval_s": config.sample_interval_s(sampler.default_interval_s(probe)),
             "idle_policy": config.idle_policy(),
             "span_path": cpu_clock.span_path,
-            "tick_path": sampler.tick_path(probe),
         }
     finally:
         probe.close()
@@ -58,5 +57,4 @@ def run(args: argparse.Namespace) -> int:
                 print(f"      fix: {d['fix']}")
     print(f"Sampling every {data['sample_interval_s']} s; idle policy: {data['idle_policy']}")
     print(f"Span path: {data['span_path']}")
-    print(f"Sampler tick: {data['tick_path']}")
     return 0
