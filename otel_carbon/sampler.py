@@ -44,7 +44,7 @@ import psutil
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
-from otel_carbon.intensity import IntensitySource, intensity_source
+from otel_carbon.intensity.source import IntensitySource, intensity_source
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor

@@ -18,11 +18,34 @@ thread), :mod:`.source` (the factory). Importing this package parses no data fil
 
 from __future__ import annotations
 
-from otel_carbon.intensity.bundled import UnknownZoneError, parse_cloud
-from otel_carbon.intensity.live import LiveIntensitySource
+from typing import Any
+
 from otel_carbon.intensity.model import CUSTOM_ZONE, WORLD_ZONE, Intensity
-from otel_carbon.intensity.resolve import resolve, resolve_intensity
-from otel_carbon.intensity.source import IntensitySource, StaticIntensitySource, intensity_source
+
+#: The rest loads on first use (``from otel_carbon.intensity import X`` works for all of
+#: them): the live provider and its urllib/http.client stay out of a process that does not
+#: configure one, and the tables and the resolution chain out of one that never resolves.
+_LAZY = {
+    "UnknownZoneError": "bundled",
+    "parse_cloud": "bundled",
+    "LiveIntensitySource": "live",
+    "resolve": "resolve",
+    "resolve_intensity": "resolve",
+    "IntensitySource": "source",
+    "StaticIntensitySource": "source",
+    "intensity_source": "source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "CUSTOM_ZONE",

@@ -21,18 +21,20 @@ live provider (it is the most explicit setting), which is also logged once.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from otel_carbon import config
 from otel_carbon._log import warn_once
-from otel_carbon.intensity.live import LiveIntensitySource
 from otel_carbon.intensity.model import CUSTOM_ZONE, Intensity
-from otel_carbon.intensity.providers import PROVIDERS, ElectricityMaps, UKCarbonIntensity, WattTime
 from otel_carbon.intensity.resolve import CloudArg, Resolution, resolve
+
+if TYPE_CHECKING:  # the live modules (urllib, http.client) load only when a provider is configured
+    from otel_carbon.intensity.live import LiveIntensitySource
 
 _logger = logging.getLogger("otel_carbon")
 
-PROVIDER_NAMES = ("none", *PROVIDERS)
+#: ``OTEL_CARBON_INTENSITY_PROVIDER`` values (the live ones are providers.PROVIDERS' keys)
+PROVIDER_NAMES = ("none", "electricitymaps", "watttime", "uk")
 
 
 class StaticIntensitySource:
@@ -53,7 +55,7 @@ class StaticIntensitySource:
         return True
 
 
-IntensitySource = Union[StaticIntensitySource, LiveIntensitySource]
+IntensitySource = Union[StaticIntensitySource, "LiveIntensitySource"]
 
 
 def intensity_source(
@@ -86,6 +88,8 @@ def intensity_source(
     provider = live_provider_from_env(resolution, strict=strict)
     if provider is None:
         return StaticIntensitySource(resolution.intensity)
+    from otel_carbon.intensity.live import LiveIntensitySource
+
     refresh_s = _env_seconds(config.OTEL_CARBON_INTENSITY_REFRESH, None, strict)
     source = LiveIntensitySource(provider, resolution.intensity, refresh_s=refresh_s)
     return source.start() if start else source
@@ -109,7 +113,7 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
     name = config.env_str(config.OTEL_CARBON_INTENSITY_PROVIDER, "none").lower()
     if name == "none":
         return None
-    if name not in PROVIDERS:
+    if name not in PROVIDER_NAMES:
         _problem(
             f"{config.OTEL_CARBON_INTENSITY_PROVIDER}={name!r} is invalid: expected one of "
             + ", ".join(PROVIDER_NAMES),
@@ -125,6 +129,8 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
             name,
         )
         return None
+    from otel_carbon.intensity.providers import ElectricityMaps, UKCarbonIntensity, WattTime
+
     base_url = config.env_str(config.OTEL_CARBON_INTENSITY_PROVIDER_URL, "") or None
     timeout_s = _env_seconds(config.OTEL_CARBON_INTENSITY_TIMEOUT, config.DEFAULT_INTENSITY_TIMEOUT_S, strict)
     assert timeout_s is not None
