@@ -9,7 +9,10 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
   the price. The pair is timed and read again when it took longer than
   :data:`MAX_PAIR_NS`, up to :data:`PAIR_ATTEMPTS` times; then the last reading is kept
   (under sustained CPU-bound load every attempt may be slow; the totals are cumulative, so
-  a skew only moves energy between two adjacent intervals).
+  a skew only moves energy between two adjacent intervals). Models computed from the
+  tick's own ``/proc/stat`` reading are paired by construction: a tick over model sensors
+  only is read once (each retry waits for the GIL again, which under CPU-bound threads is
+  what starves the thread).
 * **Failures.** A sensor that raises marks its component ``unavailable`` for that tick and
   logs once; the thread never dies. A sensor that hangs stalls the ledger, and spans that
   end on a stale ledger say ``unavailable``.
@@ -112,6 +115,10 @@ def host_cpu_seconds() -> "tuple[float, float]":
     return busy, total
 
 
+#: sensors computed from the tick's own host reading (no counter to pair with it)
+_MODELS = (CpuModelSensor, ConstantPowerSensor)
+
+
 def default_interval_s(probe: Probe) -> float:
     """The sampler's interval for ``probe``'s sensors when none is configured: the longest
     that keeps span figures within 2 % (``benchmarks/bench_interval.py``).
@@ -193,6 +200,9 @@ class Sampler:
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
+        #: readings per tick at most: a counter is paired with the CPU times, a model is
+        #: computed from them
+        self._pair_attempts = 1 if all(type(s) in _MODELS for s in probe.sensors) else PAIR_ATTEMPTS
         _instances.add(self)
 
     def _new_ledger(self) -> Ledger:
@@ -368,14 +378,14 @@ class Sampler:
 
     def _tick(self) -> Optional[Tick]:
         prev = self.ledger.latest
-        for _ in range(PAIR_ATTEMPTS):
+        for _ in range(self._pair_attempts):
             pair_start = time.perf_counter_ns()
             busy_s, total_s = host_cpu_seconds()
             proc_cpu_s = time.process_time_ns() / 1e9
             t_ns = self._clock_ns()
             sample = HostSample(t_ns, busy_s, total_s, self._n_cpus)
             readings = [self._read(s, sample) for s in self.sensors]
-            if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None:
+            if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None or self._pair_attempts == 1:
                 break
             self.dropped_pairs += 1
         else:

@@ -294,6 +294,20 @@ def test_a_pair_that_is_always_slow_is_kept_and_counted():
     assert sampler.dropped_pairs == sampler_mod.PAIR_ATTEMPTS and sampler.skewed_pairs == 1
 
 
+def test_models_are_read_once_per_tick_however_slow(monkeypatch):
+    """A model is computed from the tick's own /proc/stat reading: nothing to pair, so a slow
+    tick is not read again (each retry would wait for the GIL again)."""
+    from otel_carbon.sensors.cpu_model import CpuModelSensor
+
+    monkeypatch.setattr(sampler_mod, "MAX_PAIR_NS", -1)  # every reading counts as too slow
+    models = make_sampler([CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=4.0, n_vcpus=2), ConstantPowerSensor(power_w=2.0)])
+    counter = make_sampler([ConstantPowerSensor(power_w=2.0), ScriptedSensor()])
+    for sampler in (models, counter):
+        assert sampler.tick() is not None and sampler.tick() is not None
+    assert models.dropped_pairs == 0 and models.skewed_pairs == 0
+    assert counter.dropped_pairs == sampler_mod.PAIR_ATTEMPTS and counter.skewed_pairs == 1
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 
