@@ -183,14 +183,6 @@ def install() -> None:
             asyncio.events.Handle._run = _timed_handle_run  # type: ignore[method-assign]
 
 
-def uninstall() -> None:
-    global _original_handle_run
-    with _install_lock:
-        if _original_handle_run is not None:
-            asyncio.events.Handle._run = _original_handle_run  # type: ignore[method-assign]
-            _original_handle_run = None
-
-
 # -- other loops (uvloop): a task factory that times coroutine steps ---------------------
 
 

@@ -37,8 +37,8 @@ from otel_carbon.intensity.model import Intensity
 
 PRICE_WINDOW_NS = 1_000_000_000
 MAX_PRICE_WINDOW_NS = 10 * PRICE_WINDOW_NS  # an idle host looks back at most this far
-MIN_PRICE_BUSY_S = 1e-3
-MAX_CAPACITY = 10_000_000  # ticks (about 11 days at 0.1 s)  # below this much busy CPU time a window's price is not trusted
+MIN_PRICE_BUSY_S = 1e-3  # below this much busy CPU time a window's price is not trusted
+MAX_CAPACITY = 10_000_000  # ticks (about 11 days at 0.1 s)
 
 
 class Tick:
@@ -359,8 +359,9 @@ class Ledger:
         ledger is empty. Times after the latest tick extrapolate with the latest interval's
         rates. Times before the oldest kept tick clamp to it, unless ``start`` is given: a
         tick kept from the window's start (e.g. by a long-running tracker), which then serves
-        as the window's start whatever the ring still holds, so a window of any length costs
-        O(1) and loses nothing."""
+        as the window's start whatever the ring still holds, so a window of any length loses
+        nothing. A query copies the ring (O(capacity)): the span path never makes one (it
+        prices from two ticks, :func:`prices_between`)."""
         if t1_ns < t0_ns:
             raise ValueError(f"t1_ns must be >= t0_ns, got {t0_ns} > {t1_ns}")
         with self._lock:

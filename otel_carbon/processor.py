@@ -7,7 +7,8 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
   processor before it calls ``on_end`` on any of them; there we write our attributes into
   the span. ``Span.set_attribute`` is dropped at that point (the end time is already set:
   open-telemetry/opentelemetry-python#5614), so the attributes go into the span's attribute
-  mapping directly, under its lock. This is the one use of SDK internals, guarded: if it
+  mapping directly (one ``dict.update``, atomic under the GIL; the SDK's span lock is not
+  taken). This is the one use of SDK internals, guarded: if it
   ever fails, the span is exported unchanged and we log once.
 * **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
   the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.

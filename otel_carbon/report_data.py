@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -206,12 +205,6 @@ class Group:
     def total_cpu_time_s(self) -> float:
         return math.fsum(self.cpu_time_s)
 
-    @property
-    def cv_energy(self) -> float:
-        """Spread across calls: standard deviation / mean of the energy per call."""
-        if self.count < 2 or self.mean_energy_j <= 0:
-            return 0.0
-        return statistics.stdev(self.energy_j) / self.mean_energy_j
 
     @property
     def method(self) -> str:

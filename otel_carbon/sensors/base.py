@@ -10,12 +10,7 @@ reads in the same tick and passes in as :class:`HostSample`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional
-
-try:  # Python >= 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment,misc]
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol
 
 
 class HostSample(NamedTuple):
