@@ -84,26 +84,30 @@ class _ProcStat:
         return busy / self.hz, (busy + idle + iowait + steal) / self.hz
 
 
-_proc_stat: Optional[_ProcStat] = None
+_proc_stats: Dict[str, _ProcStat] = {}  # one kept-open fd per path, for the process's life
+_proc_stats_lock = threading.Lock()
 
 
-def _open_proc_stat() -> Optional[_ProcStat]:
-    global _proc_stat
-    if _proc_stat is None and os.path.exists("/proc/stat"):
-        try:
-            _proc_stat = _ProcStat()
-        except OSError:
-            pass
-    return _proc_stat
+def open_proc_stat(proc_root: str = "/proc") -> Optional[_ProcStat]:
+    """``proc_root``/stat kept open, or None where there is none (not Linux): then the host's
+    CPU times come from psutil."""
+    path = os.path.join(proc_root, "stat")
+    with _proc_stats_lock:
+        if path not in _proc_stats:
+            try:
+                _proc_stats[path] = _ProcStat(path)
+            except OSError:
+                return None
+        return _proc_stats[path]
 
 
-def host_cpu_seconds() -> "tuple[float, float]":
-    """(busy, total) CPU-seconds of the host since boot, all CPUs.
+def host_cpu_seconds(proc_stat: Optional[_ProcStat]) -> "tuple[float, float]":
+    """(busy, total) CPU-seconds of the host since boot, all CPUs, from ``proc_stat`` (see
+    :func:`open_proc_stat`), else psutil.
 
     busy = user + nice + system + irq + softirq; total adds idle, iowait and steal
     (time the hypervisor gave to someone else is not our work, nor free capacity we used).
     """
-    proc_stat = _proc_stat or _open_proc_stat()
     if proc_stat is not None:
         try:
             return proc_stat.read()
@@ -152,6 +156,7 @@ class Sampler:
         intensity: Optional[IntensitySource] = None,
         idle_interval_s: float = IDLE_INTERVAL_S,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        proc_root: str = "/proc",
     ) -> None:
         if not isinstance(probe, Probe):
             raise ValueError(f"probe must be an otel_carbon Probe (see probe_sensors()), got {type(probe).__name__}")
@@ -187,6 +192,9 @@ class Sampler:
         self._clock_ns = clock_ns
         self._pid = os.getpid()
         self._n_cpus = psutil.cpu_count(logical=True) or 1
+        if not isinstance(proc_root, str):
+            raise ValueError(f"proc_root must be a directory path (str), got {proc_root!r}")
+        self._proc_stat = open_proc_stat(proc_root)
         self._span_counters: List[Callable[[], int]] = []
         self._tick_listeners: "tuple[Callable[[Tick], None], ...]" = ()
         self._lock = threading.Lock()
@@ -380,7 +388,7 @@ class Sampler:
         prev = self.ledger.latest
         for _ in range(self._pair_attempts):
             pair_start = time.perf_counter_ns()
-            busy_s, total_s = host_cpu_seconds()
+            busy_s, total_s = host_cpu_seconds(self._proc_stat)
             proc_cpu_s = time.process_time_ns() / 1e9
             t_ns = self._clock_ns()
             sample = HostSample(t_ns, busy_s, total_s, self._n_cpus)
@@ -550,8 +558,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _sampler_lock, _fork_paused
+    global _sampler_lock, _proc_stats_lock, _fork_paused
     _sampler_lock = threading.Lock()
+    _proc_stats_lock = threading.Lock()
     paused, _fork_paused = _fork_paused, []
     for sampler in paused:
         sampler._reinit_after_fork()

@@ -605,3 +605,53 @@ def test_proc_stat_first_line_is_parsed(tmp_path):
         with pytest.raises(ValueError):
             reader.read()
     os.close(reader.fd)
+
+
+# -- hosts without /proc or RAPL (macOS, Windows, locked-down containers) ----------------------
+
+
+def test_without_proc_and_rapl_the_models_run_on_psutil(tmp_path):
+    """/proc and the powercap tree pointed at empty directories: the probe falls back to the
+    models, the sampler to psutil's CPU times, and spans still get estimated figures."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_carbon import CarbonSpanProcessor
+    from otel_carbon import attributes as A
+    from otel_carbon.sensors.probe import probe_sensors
+
+    empty_proc, empty_powercap = tmp_path / "proc", tmp_path / "powercap"
+    empty_proc.mkdir()
+    empty_powercap.mkdir()
+    probe = probe_sensors(powercap_root=str(empty_powercap), proc_root=str(empty_proc), gpus=False)
+    assert {s.method for s in probe.sensors} == {ESTIMATED}
+    assert sampler_mod.open_proc_stat(str(empty_proc)) is None
+    sampler = Sampler(probe, interval_s=0.05, intensity=StaticIntensitySource(INTENSITY), proc_root=str(empty_proc))
+    assert sampler._proc_stat is None  # noqa: SLF001 - the psutil path is the one under test
+    first = sampler.tick()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CarbonSpanProcessor(sampler=sampler))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("work"):
+        deadline = time.thread_time() + 0.05
+        while time.thread_time() < deadline:
+            pass
+    last = sampler.tick()
+    assert first is not None and last is not None and last.total_s > first.total_s > 0
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes[A.METHOD] == ESTIMATED
+    assert span.attributes[A.CPU_TIME] > 0.04 and span.attributes[A.ENERGY_TOTAL] > 0
+    provider.shutdown()
+
+
+def test_psutil_and_proc_stat_agree_on_the_host_cpu_times():
+    if sampler_mod.open_proc_stat() is None:
+        pytest.skip("no /proc/stat on this platform: only the psutil path exists")
+    a = sampler_mod.host_cpu_seconds(sampler_mod.open_proc_stat())
+    b = sampler_mod.host_cpu_seconds(None)
+    c = sampler_mod.host_cpu_seconds(sampler_mod.open_proc_stat())
+    assert a[0] <= b[0] + 0.02 and b[0] <= c[0] + 0.02  # psutil rounds to 10 ms ticks too
+    assert a[1] <= b[1] + 0.02 and b[1] <= c[1] + 0.02
+    assert c[1] - a[1] < 5.0  # the same counters, read a moment apart

@@ -4,7 +4,8 @@ The file is opened ``O_APPEND`` (every write lands at the end, atomically positi
 locked with ``fcntl.flock`` for the check-then-write (a header, a missing final newline).
 The whole payload goes in one ``os.write`` (looped only if the kernel writes less, which
 regular files do not do short of a full disk). Where ``fcntl`` does not exist (Windows),
-a process-local lock still keeps threads apart.
+a process-local lock still keeps threads apart; where ``os.pread`` does not (Windows), the
+file is read after a seek, under that lock.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ _local_lock = threading.Lock()
 Payload = Callable[[bytes, int, bool], bytes]
 
 
+def seek_read(fd: int, n: int, offset: int) -> bytes:
+    """``os.pread`` where it is missing (the position moves; O_APPEND writes ignore it)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+read_at: Callable[[int, int, int], bytes] = getattr(os, "pread", seek_read)
+
+
 def locked_append(path: str, payload: Payload, head_bytes: int = HEAD_BYTES, mode: int = 0o644) -> int:
     """Append ``payload(...)`` to ``path`` (created if missing); return bytes written.
 
@@ -40,10 +50,10 @@ def locked_append(path: str, payload: Payload, head_bytes: int = HEAD_BYTES, mod
             size = os.fstat(fd).st_size
             head = b""
             if size and head_bytes:  # most headers fit in the first 4 KiB
-                head = os.pread(fd, min(size, 4096, head_bytes), 0)
+                head = read_at(fd, min(size, 4096, head_bytes), 0)
                 if b"\n" not in head and size > len(head):
-                    head = os.pread(fd, min(size, head_bytes), 0)
-            last = os.pread(fd, 1, size - 1) if size else b"\n"
+                    head = read_at(fd, min(size, head_bytes), 0)
+            last = read_at(fd, 1, size - 1) if size else b"\n"
             data = payload(head, size, last == b"\n")
             view = memoryview(data)
             written = 0
