@@ -220,7 +220,8 @@ def test_a_zone_never_loses_energy_nor_jumps_beyond_what_is_possible(counter_fil
             assert gained_j >= 0.0
             if previous_raw is not None:
                 if raw >= previous_raw:
-                    assert gained_j == pytest.approx((raw - previous_raw) / 1e6)
+                    # the zone sums joules in a float: near 2.6e5 J its step is ~3e-11 J
+                    assert gained_j == pytest.approx((raw - previous_raw) / 1e6, abs=1e-9)
                 else:  # a wrap or a reset: never more than the highest power could draw
                     possible_j = MAX_ZONE_POWER_W * dt_ns / 1e9
                     assert gained_j <= possible_j + 1e-6

@@ -1,0 +1,69 @@
+"""Every type of the compiled extension is safe when made with ``__new__`` and never
+initialised: each method, called with any arguments, raises or returns, never crashes.
+
+Run in a fresh interpreter, so a crash is a failed test and not a dead test run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from otel_carbon import cpu_clock
+
+PROBE = textwrap.dedent(
+    """
+    import itertools, sys, types
+    from otel_carbon import _speedups
+
+    ARGS = [(), (None,), (0,), (None, None), (0, 0), (None, 1, 1.0), (None, 1, 1.0, 1.0, 1.0),
+            (None,) * 8, (0,) * 8, ({},), ([], ()), ("x", b"y", 1.5)]
+    kinds = (types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinFunctionType,
+             types.GetSetDescriptorType, types.MemberDescriptorType, types.ClassMethodDescriptorType)
+    checked = []
+    for type_name in sorted(dir(_speedups)):
+        cls = getattr(_speedups, type_name)
+        if not isinstance(cls, type):
+            continue
+        for name in sorted(set(dir(cls)) - {"__new__", "__init_subclass__", "__subclasshook__",
+                                            "__class__", "__dir__", "__reduce_ex__"}):
+            attr = getattr(cls, name, None)
+            if not isinstance(attr, kinds):
+                continue
+            obj = cls.__new__(cls)
+            if isinstance(attr, (types.GetSetDescriptorType, types.MemberDescriptorType)):
+                for value in (None, 1, "x"):
+                    try:
+                        getattr(obj, name)
+                        setattr(obj, name, value)
+                    except BaseException:
+                        pass
+            else:
+                for args in ARGS:
+                    try:
+                        getattr(obj, name)(*args)
+                    except BaseException:
+                        pass
+            checked.append(f"{type_name}.{name}")
+            del obj
+    import gc
+    gc.collect()
+    print(len(checked), " ".join(checked))
+    """
+)
+
+
+@pytest.mark.skipif(
+    os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off",
+    reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run has no compiled types",
+)
+def test_every_method_of_every_type_made_with_new_raises_or_returns():
+    assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built: " + cpu_clock.span_path
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"crashed (exit {result.returncode}): {result.stderr[-3000:]}"
+    count, names = result.stdout.split(" ", 1)
+    assert int(count) > 10 and "Hooks.on_start" in names and "TaskMeter" in names, result.stdout
