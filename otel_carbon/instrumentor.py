@@ -101,9 +101,8 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if sdk_tp is None:
             warn_once(_logger, "instrumentor-no-sdk-tracer", "otel_carbon: the tracer provider is a %s, not an SDK "
                       "TracerProvider: metrics only, no carbon span attributes", type(tp).__name__)
-        existing = sampler_module._sampler  # noqa: SLF001 - was it running before us?
-        sampler = sampler_module.get_sampler()
-        self._started_sampler = sampler if existing is None else None
+        sampler, created = sampler_module.get_or_create_sampler()
+        self._started_sampler = sampler if created else None
         processor = None
         if sdk_tp is not None:
             processor = setup.acquire_processor(sdk_tp, sampler)
@@ -137,7 +136,7 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             setup.release_processor(tp)
         # Stop the sampler thread if we started it and no processor uses it any more.
         in_use = getattr(started, "_span_counters", ()) or getattr(started, "_tick_listeners", ())
-        if started is not None and sampler_module._sampler is started and not in_use:  # noqa: SLF001
+        if started is not None and sampler_module.current_sampler() is started and not in_use:
             with setup._registry_lock:  # noqa: SLF001 - no configure() is attaching meanwhile
                 if not setup._processors and not setup._meters:  # noqa: SLF001
                     sampler_module.shutdown_sampler()

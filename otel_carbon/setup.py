@@ -64,7 +64,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
-from otel_carbon.sampler import Sampler, get_sampler, set_sampler
+from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
 
@@ -623,27 +623,24 @@ def _process_sampler(resource: Optional[Resource]) -> Sampler:
     """The process-wide sampler. When configure() built the Resource and no sampler runs
     yet, the sampler's intensity is resolved from that Resource at once (``cloud.provider``
     + ``cloud.region``), so even the first spans carry the right zone."""
-    from otel_carbon import sampler as sampler_module
-
     if resource is None:
         return get_sampler()
     attributes = dict(resource.attributes)
-    if sampler_module._sampler is None:  # noqa: SLF001
-        try:
-            from otel_carbon.intensity import intensity_source
-            from otel_carbon.sensors.probe import get_probe
 
-            made = Sampler(get_probe(), intensity=intensity_source(attributes))
-        except Exception as exc:  # noqa: BLE001 - fall back to the default sampler
-            warn_once(_logger, "setup-sampler", "otel_carbon: sampler from the Resource failed: %r", exc)
-            return get_sampler()
-        if sampler_module._sampler is None:  # noqa: SLF001 - still nobody else's
-            set_sampler(made.start())
-            return made
-        made.shutdown()
-    found = get_sampler()
-    found.use_resource(attributes)
-    return found
+    def make() -> Sampler:
+        from otel_carbon.intensity import intensity_source
+        from otel_carbon.sensors.probe import get_probe
+
+        return Sampler(get_probe(), intensity=intensity_source(attributes))
+
+    try:
+        sampler, created = get_or_create_sampler(make)
+    except Exception as exc:  # noqa: BLE001 - fall back to the default sampler
+        warn_once(_logger, "setup-sampler", "otel_carbon: sampler from the Resource failed: %r", exc)
+        return get_sampler()
+    if not created:
+        sampler.use_resource(attributes)
+    return sampler
 
 
 def _reset_for_tests() -> None:

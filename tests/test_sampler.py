@@ -655,3 +655,45 @@ def test_psutil_and_proc_stat_agree_on_the_host_cpu_times():
     assert a[0] <= b[0] + 0.02 and b[0] <= c[0] + 0.02  # psutil rounds to 10 ms ticks too
     assert a[1] <= b[1] + 0.02 and b[1] <= c[1] + 0.02
     assert c[1] - a[1] < 5.0  # the same counters, read a moment apart
+
+
+# -- the process-wide sampler ------------------------------------------------------------------
+
+
+def test_callers_racing_for_the_process_sampler_get_one(global_sampler):
+    made: List[Sampler] = []
+    gate = threading.Barrier(8)
+
+    def make() -> Sampler:
+        sampler = make_sampler([ConstantPowerSensor(power_w=1.0)])
+        made.append(sampler)
+        return sampler
+
+    results = []
+
+    def caller() -> None:
+        gate.wait(10)
+        results.append(sampler_mod.get_or_create_sampler(make))
+
+    set_sampler(None)
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    for sampler in made:
+        global_sampler(sampler)  # installed again (the same one) and shut down at the end
+    assert len(made) == 1 and made[0].running
+    assert {id(s) for s, _ in results} == {id(made[0])}
+    assert sorted(created for _, created in results) == [False] * 7 + [True]
+    assert sampler_mod.current_sampler() is made[0] and sampler_mod.get_sampler() is made[0]
+
+
+def test_a_failing_factory_installs_nothing(global_sampler):
+    def make() -> Sampler:
+        raise OSError("no sensors")
+
+    set_sampler(None)
+    with pytest.raises(OSError):
+        sampler_mod.get_or_create_sampler(make)
+    assert sampler_mod.current_sampler() is None
