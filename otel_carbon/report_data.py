@@ -253,6 +253,8 @@ def _parse_float(text: str) -> float:
 
 def parse_line(line: "str | bytes") -> List[SpanRecord]:
     """The spans of one OTLP JSON line (``BadLine`` saying why it cannot be used)."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")  # a stray byte in a span name costs one character, not the line
     try:
         message = json.loads(line, parse_constant=_reject_constant, parse_float=_parse_float)
     except BadLine:
