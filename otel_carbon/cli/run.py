@@ -56,9 +56,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         "A Python program is instrumented with zero code (per-span figures); any other command is "
         "measured as one span over its process tree.",
         epilog=epilog(
-            "  the command's own exit code, as a shell reports it: 128+N when signal N ended it\n"
-            "  (143 SIGTERM, 130 SIGINT); 127 command not found; 126 not executable;\n"
-            "  2 bad usage, or --output / --summary-json cannot be written (checked before the command runs)",
+            "  N      the command's own exit code (0 when it succeeded)\n"
+            "  128+N  signal N ended the command, as a shell reports it: 143 SIGTERM, 130 SIGINT\n"
+            "  127    command not found; 126 not executable\n"
+            "  2      bad usage, or --output / --summary-json cannot be written (checked before the command runs)",
             "  otel-carbon run -- python app.py\n"
             "  otel-carbon run --output spans.jsonl --summary-json summary.json -- pytest -q",
         ),
