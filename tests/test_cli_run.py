@@ -195,6 +195,7 @@ def wait_for(path, proc, timeout_s=60):
     ("SIGINT", "child", 130),
     ("SIGINT", "wrapper", 130),
     ("SIGHUP", "wrapper", 129),
+    ("SIGQUIT", "wrapper", 131),
 ])
 def test_a_signal_keeps_the_spans_prints_the_summary_and_exits_like_a_shell(tmp_path, signame, who, status):
     """docker stop / Kubernetes (SIGTERM), Ctrl-C (SIGINT), a closed terminal (SIGHUP): to the
@@ -211,6 +212,8 @@ def test_a_signal_keeps_the_spans_prints_the_summary_and_exits_like_a_shell(tmp_
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_code"] == status and summary["signal"] == signame
     assert f"exit code   {status} (ended by {signame})" in err
+    if signame == "SIGQUIT":  # passed on; its default action (a core dump) is left alone, nothing is flushed
+        return
     names = {s.name for s in read_spans(str(spans_file))}
     assert "before-the-signal" in names  # the program's spans were flushed before it died
     assert summary["python_instrumented"] is True and "could not import" not in err
