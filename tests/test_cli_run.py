@@ -303,3 +303,45 @@ def test_a_program_that_configures_itself_keeps_its_service_name_quietly(tmp_pat
     assert work.service == "checkout" and work.energy_j is not None
     program_root = [x for x in spans if x.attributes.get(R.RUN_SCOPE) == R.SCOPE_PROCESS]
     assert [x.service for x in program_root] == ["checkout"]
+
+
+FORWARD_CHECK = textwrap.dedent(
+    """
+    import signal, subprocess, time
+    from otel_carbon.cli.run import _Signals
+    signals = _Signals()
+    results = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signals.proc = subprocess.Popen(["sleep", "30"])
+        signals._forward(signum, None)
+        time.sleep(0.3)
+        results.append("passed on" if signals.proc.poll() is not None else "not passed on")
+        signals.proc.kill()
+        signals.proc.wait()
+    print(" ".join(results))
+    """
+)
+
+
+def test_ctrl_c_in_a_terminal_is_not_sent_to_the_program_a_second_time(tmp_path):
+    """The terminal sends Ctrl-C to its whole foreground group, the program included; a second
+    SIGINT from run would make a server such as uvicorn skip its graceful shutdown. Outside
+    a terminal's foreground (kill -INT, a CI runner) SIGINT is passed on like the others."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def own_terminal():  # a new session whose controlling terminal is the pty: its foreground group
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    in_terminal = subprocess.run([sys.executable, "-c", FORWARD_CHECK], stdin=slave, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, preexec_fn=own_terminal, timeout=60)
+    os.close(slave)
+    os.close(master)
+    assert in_terminal.stdout.split() == ["not", "passed", "on", "passed", "on"], in_terminal.stderr
+    outside = subprocess.run([sys.executable, "-c", FORWARD_CHECK], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, start_new_session=True, timeout=60)
+    assert outside.stdout.split() == ["passed", "on", "passed", "on"], outside.stderr
