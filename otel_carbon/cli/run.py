@@ -276,21 +276,22 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
                     continue
             t1_ns = time.monotonic_ns()
             cpu_s = max(_cpu_children_s() - cpu0, 0.0)
-        status = exit_status(returncode)
-        try:  # nothing here may change the exit status or show a traceback
-            sampler.tick()  # a reading at the end of the run
-            summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
-                                 start_offset, format_span_id(ctx.span_id), span, top, start_tick=start_tick)
-            provider.shutdown()
-            if output is None:
-                summary["spans_file"] = None
-            print(format_summary(summary, top), file=sys.stderr)
-            if summary_json:
-                with open(summary_json, "w", encoding="utf-8") as fh:
-                    fh.write(dumps(summary))
-        except Exception as exc:  # noqa: BLE001
-            print(f"otel-carbon run: no summary ({type(exc).__name__}: {exc}); the command's exit status is kept",
-                  file=sys.stderr)
+            status = exit_status(returncode)
+            # Still under our handlers: a late signal (a second Ctrl-C) cannot cut the summary short.
+            try:  # nothing here may change the exit status or show a traceback
+                sampler.tick()  # a reading at the end of the run
+                summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
+                                     start_offset, format_span_id(ctx.span_id), span, top, start_tick=start_tick)
+                provider.shutdown()
+                if output is None:
+                    summary["spans_file"] = None
+                print(format_summary(summary, top), file=sys.stderr)
+                if summary_json:
+                    with open(summary_json, "w", encoding="utf-8") as fh:
+                        fh.write(dumps(summary))
+            except Exception as exc:  # noqa: BLE001
+                print(f"otel-carbon run: no summary ({type(exc).__name__}: {exc}); the command's exit status is kept",
+                      file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return status
