@@ -244,11 +244,9 @@ def _reject_constant(name: str) -> Any:
     raise BadLine(f"{name} in JSON")
 
 
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999
-        raise BadLine("number out of range")
-    return value
+# One decoder for every line (building one per call costs as much as a short line's parse).
+# A number too big for a float (1e999) becomes inf and fails the checks above.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_line(line: "str | bytes") -> List[SpanRecord]:
@@ -256,7 +254,7 @@ def parse_line(line: "str | bytes") -> List[SpanRecord]:
     if isinstance(line, bytes):
         line = line.decode("utf-8", "replace")  # a stray byte in a span name costs one character, not the line
     try:
-        message = json.loads(line, parse_constant=_reject_constant, parse_float=_parse_float)
+        message = _DECODER.decode(line)
     except BadLine:
         raise
     except RecursionError:
