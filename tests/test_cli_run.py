@@ -176,8 +176,15 @@ def start_run(tmp_path, *argv, env=None):
     proc = subprocess.Popen(
         [sys.executable, "-m", "otel_carbon.cli", "run", "--summary-json", str(tmp_path / "summary.json"), *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or env_for_tests(), cwd=tmp_path,
+        preexec_fn=no_core_files,
     )
     return proc, pid_file
+
+
+def no_core_files():  # SIGQUIT's default action dumps core: not in the test's folder, not to a crash reporter
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def wait_for(path, proc, timeout_s=60):
