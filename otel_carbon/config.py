@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Callable, Dict, NamedTuple, Optional, TypeVar
 
 from otel_carbon._log import warn_once
@@ -131,24 +132,33 @@ MAX_SECRET_CHARS = 1024
 MAX_CODE_CHARS = 64
 
 
-def env_token(name: str, *, secret: bool, strict: bool = False) -> str:
+def env_token(name: str, *, secret: bool, strict: bool = False) -> Optional[str]:
     """A credential (``secret``) or a provider code: printable ASCII without whitespace, at
-    most :data:`MAX_SECRET_CHARS` (:data:`MAX_CODE_CHARS`) characters, else "" with one
-    warning naming the variable. A secret's value is never shown: a token with a newline
+    most :data:`MAX_SECRET_CHARS` (:data:`MAX_CODE_CHARS`) characters; "" when unset; else
+    None with one warning naming the variable. A secret's value is never shown: a token with a newline
     would otherwise reach an HTTP header, and then an error message."""
     raw = os.environ.get(name, "").strip()
-    max_chars = MAX_SECRET_CHARS if secret else MAX_CODE_CHARS
-    if raw == "" or is_token(raw, max_chars):
+    if raw == "" or (is_token(raw, MAX_SECRET_CHARS) if secret else is_code(raw)):
         return raw
-    shown = "the value is not shown" if secret else f"got {raw[:max_chars]!r}"
-    message = (
-        f"{name} is not usable: expected printable ASCII without spaces or line breaks, at most "
-        f"{max_chars} characters ({shown})"
-    )
+    if secret:
+        expected = f"printable ASCII without spaces or line breaks, at most {MAX_SECRET_CHARS} characters"
+        shown = "the value is not shown"
+    else:
+        expected = f"letters, digits and . _ : + - only, at most {MAX_CODE_CHARS} characters"
+        shown = f"got {raw[:MAX_CODE_CHARS]!r}"
+    message = f"{name} is not usable: expected {expected} ({shown})"
     if strict:
         raise ValueError(message)
     warn_once(_logger, f"env:{name}", "%s; it is ignored", message)
-    return ""
+    return None
+
+
+_CODE = re.compile(r"[A-Za-z0-9_.:+-]+")
+
+
+def is_code(text: str) -> bool:
+    """A zone or region code: letters, digits and ``. _ : + -``, 1 to MAX_CODE_CHARS long."""
+    return 0 < len(text) <= MAX_CODE_CHARS and text.isascii() and _CODE.fullmatch(text) is not None
 
 
 def is_token(text: str, max_chars: int) -> bool:

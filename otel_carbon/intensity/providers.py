@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from otel_carbon.config import MAX_CODE_CHARS, MAX_SECRET_CHARS, is_token
+from otel_carbon.config import MAX_CODE_CHARS, MAX_SECRET_CHARS, is_code, is_token
 from otel_carbon.intensity._http import ProviderError, build_opener, get_json
 
 # 1 lb = 453.59237 g (exact, by definition) and 1 MWh = 1000 kWh.
@@ -67,10 +67,9 @@ def _intensity(value: Any, what: str) -> float:
 
 
 def _text(value: Any, fallback: Optional[str]) -> Optional[str]:
-    """A provider-supplied code (zone, region, basis) when it is short printable ASCII
-    without spaces, else ``fallback``: it lands on every span, so a 900 KB or binary
-    ``zone`` must not."""
-    return value if isinstance(value, str) and is_token(value, MAX_CODE_CHARS) else fallback
+    """A provider-supplied code (zone, region, basis) when it is a short plain code, else
+    ``fallback``: it lands on every span, so a 900 KB or binary ``zone`` must not."""
+    return value if isinstance(value, str) and is_code(value) else fallback
 
 
 def _as_of(value: Any) -> Optional[str]:
@@ -78,12 +77,17 @@ def _as_of(value: Any) -> Optional[str]:
     return value if isinstance(value, str) and len(value) <= MAX_CODE_CHARS and parse_time(value) else None
 
 
-def _check_token(name: str, value: Any, max_chars: int = MAX_SECRET_CHARS) -> None:
-    """Credentials and codes given in code: ValueError naming the argument, not its value."""
-    if not (isinstance(value, str) and is_token(value, max_chars)):
+def _check_token(name: str, value: Any) -> None:
+    """Credentials given in code: ValueError naming the argument, never showing its value."""
+    if not (isinstance(value, str) and is_token(value, MAX_SECRET_CHARS)):
         raise ValueError(
-            f"{name} must be printable ASCII without spaces or line breaks, 1 to {max_chars} characters"
+            f"{name} must be printable ASCII without spaces or line breaks, 1 to {MAX_SECRET_CHARS} characters"
         )
+
+
+def _check_code(name: str, value: Any) -> None:
+    if not (isinstance(value, str) and is_code(value)):
+        raise ValueError(f"{name} must be a code of letters, digits and . _ : + - (1 to {MAX_CODE_CHARS}), got {repr(value)[:80]}")
 
 
 def _object(value: Any, what: str) -> Dict[str, Any]:
@@ -138,7 +142,7 @@ class ElectricityMaps(_Provider):
     def __init__(self, token: str, zone: str, *, base_url: Optional[str] = None, timeout_s: float = 5.0) -> None:
         super().__init__(base_url, timeout_s)
         _check_token("token", token)
-        _check_token("zone", zone, MAX_CODE_CHARS)
+        _check_code("zone", zone)
         self._token = token
         self.zone = zone
 
@@ -185,7 +189,7 @@ class WattTime(_Provider):
         super().__init__(base_url, timeout_s)
         _check_token("username", username)
         _check_token("password", password)
-        _check_token("region", region, MAX_CODE_CHARS)
+        _check_code("region", region)
         self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
         self.region = region
         self._clock = clock

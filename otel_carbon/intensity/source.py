@@ -131,6 +131,8 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
     if name == "electricitymaps":
         token = config.env_token(config.OTEL_CARBON_ELECTRICITYMAPS_TOKEN, secret=True, strict=strict)
         zone = config.env_token(config.OTEL_CARBON_ELECTRICITYMAPS_ZONE, secret=False, strict=strict)
+        if token is None or zone is None:
+            return None  # refused, and said so
         zone = zone or resolution.country_iso2 or ""
         if not token:
             return _missing(name, config.OTEL_CARBON_ELECTRICITYMAPS_TOKEN, strict)
@@ -146,6 +148,8 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
                 config.OTEL_CARBON_WATTTIME_REGION,
             )
         }
+        if None in values.values():
+            return None  # refused, and said so
         for var, value in values.items():
             if not value:
                 return _missing(name, var, strict)
