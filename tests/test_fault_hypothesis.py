@@ -424,3 +424,14 @@ def test_no_thread_is_left_behind():
     for t in leftover:
         t.join(2.0)
     assert [t for t in leftover if t.is_alive()] == []
+
+
+def test_the_ranges_table_in_the_docs_is_the_code_s():
+    """docs/configuration.md shows every range as config.RANGES has it."""
+    import pathlib
+
+    docs = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for name, bounds in config.RANGES.items():
+        low = ("> " if bounds.low_open else "≥ ") + f"{bounds.low:g}"
+        row = f"| `{name}` | {low} | ≤ {bounds.high:g} | {bounds.unit or '-'} |"
+        assert row in docs, row
