@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 from opentelemetry import context as otel_context
@@ -35,16 +34,12 @@ from otel_carbon.sampler import Sampler
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.probe import Probe
 
+if __package__:
+    from .conftest import wait_for
+else:
+    from conftest import wait_for
+
 pytestmark = pytest.mark.usefixtures("clean_carbon_env")
-
-
-def _wait(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _pipeline(resource: Resource):
@@ -63,7 +58,7 @@ def test_the_first_span_hands_the_resource_to_the_sampler_thread(caplog):
         with caplog.at_level(logging.WARNING, logger="otel_carbon"):
             with provider.get_tracer("t").start_as_current_span("first"):
                 pass
-            assert _wait(lambda: any("moon-central-1" in r.getMessage() for r in caplog.records))
+            assert wait_for(lambda: any("moon-central-1" in r.getMessage() for r in caplog.records))
         [record] = [r for r in caplog.records if "moon-central-1" in r.getMessage()]
         assert record.threadName == "otel-carbon-sampler"
     finally:
@@ -78,7 +73,7 @@ def test_later_spans_carry_the_resource_zone():
     try:
         with tracer.start_as_current_span("first"):
             pass
-        assert _wait(lambda: sampler.ledger.latest.intensity.zone == expected.zone)
+        assert wait_for(lambda: sampler.ledger.latest.intensity.zone == expected.zone)
         with tracer.start_as_current_span("later"):
             pass
         later = exporter.get_finished_spans()[-1].attributes
@@ -95,7 +90,7 @@ def test_the_sampler_thread_runs_with_instrumentation_suppressed():
     sampler.register_span_counter(lambda: 1)  # keep it ticking
     sampler.start()
     try:
-        assert _wait(lambda: len(seen) >= 3)
+        assert wait_for(lambda: len(seen) >= 3)
     finally:
         sampler.shutdown()
     # the first tick runs on the caller's thread (start()); every later one on the sampler's

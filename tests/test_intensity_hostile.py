@@ -26,9 +26,11 @@ from otel_carbon.intensity.providers import ElectricityMaps, UKCarbonIntensity, 
 
 if __package__:
     from . import intensity_fake_api as fake
+    from .conftest import wait_for
     from .intensity_helpers import clean_intensity_env  # noqa: F401
 else:
     import intensity_fake_api as fake
+    from conftest import wait_for
     from intensity_helpers import clean_intensity_env  # noqa: F401
 
 SECRET = "s3cr3t-TOKEN-7f2a"
@@ -58,15 +60,6 @@ def all_logs():
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
-
-
-def _wait(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 # -- credentials ------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ def test_an_out_of_range_refresh_makes_one_request_not_a_storm(monkeypatch, capl
         source = intensity_source({})
         try:
             assert source.refresh_s == UKCarbonIntensity.default_refresh_s
-            assert _wait(lambda: source.current().live)
+            assert wait_for(lambda: source.current().live)
             time.sleep(1.0)  # room for a storm: the old code made thousands of requests here
             assert len(api.requests) == 1
             assert source._thread.is_alive()
@@ -169,7 +162,7 @@ def test_401_stops_the_refresher_after_one_request_and_says_so_once(monkeypatch,
         monkeypatch.setenv(config.OTEL_CARBON_INTENSITY_REFRESH, "0.000001")
         source = intensity_source({})
         try:
-            assert _wait(lambda: source._thread is not None and not source._thread.is_alive())
+            assert wait_for(lambda: source._thread is not None and not source._thread.is_alive())
             assert source.refused and source.current().fallback
             assert len(api.requests) == 1
             assert source.refresh_now().fallback and len(api.requests) == 1, "no request after a refusal"
@@ -202,7 +195,7 @@ def test_a_retry_after_of_1e308_does_not_kill_the_thread(bundled_de):
         api.route("/intensity", fake.Reply(429, {"message": "slow down"}, headers={"Retry-After": "1e308"}))
         source = LiveIntensitySource(UKCarbonIntensity(base_url=api.url), bundled_de, refresh_s=86_400).start()
         try:
-            assert _wait(lambda: len(api.requests) == 1)
+            assert wait_for(lambda: len(api.requests) == 1)
             time.sleep(0.2)
             assert source._thread.is_alive()
         finally:
@@ -226,7 +219,7 @@ def test_a_server_that_drips_its_answer_hits_the_overall_deadline():
         with pytest.raises(ProviderError) as raised:
             provider.fetch()
         assert raised.value.kind == "timeout"
-        assert _wait(lambda: api.dripped)
+        assert wait_for(lambda: api.dripped)
     [(sent, total)] = api.dripped
     assert sent < total / 4, "the client gave up long before the end"
 
@@ -273,7 +266,7 @@ def test_the_refresher_runs_with_instrumentation_suppressed(bundled_de):
 
     source = LiveIntensitySource(Probe(), bundled_de).start()
     try:
-        assert _wait(lambda: seen)
+        assert wait_for(lambda: seen)
     finally:
         source.shutdown(2.0)
     assert seen == [True]
@@ -298,7 +291,7 @@ def test_with_urllib_instrumented_the_refresher_makes_no_span(bundled_de):
             assert len(exporter.get_finished_spans()) == 1, "urllib is instrumented: the test's own call is a span"
             source = LiveIntensitySource(UKCarbonIntensity(base_url=api.url), bundled_de, refresh_s=600).start()
             try:
-                assert _wait(lambda: source.current().live)
+                assert wait_for(lambda: source.current().live)
             finally:
                 source.shutdown(2.0)
             assert len(api.requests) == 2

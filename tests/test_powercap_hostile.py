@@ -108,45 +108,42 @@ def _sample(t_s: float) -> HostSample:
     return HostSample(t_ns=int(t_s * 1e9), busy_s=0.0, total_s=0.0, n_cpus=1)
 
 
-def test_a_forward_jump_beyond_any_plausible_power_is_a_reset(tmp_path, caplog):
+@pytest.fixture
+def one_package(tmp_path):
+    """(the fake zone, the CPU sensor over it) of a one-socket tree with a 2^63 uJ range."""
     root = tmp_path / "powercap"
-    zones = build_intel_tree(root, sockets=1, dram=False, max_range_uj=2**63)
-    zone = zones["package-0"]
+    zone = build_intel_tree(root, sockets=1, dram=False, max_range_uj=2**63)["package-0"]
     sensors, _ = probe_rapl(str(root))
     [cpu] = sensors
-    try:
-        start = zone.read_uj()
-        cpu.read(_sample(10.0))
-        zone.write_uj(start + 30_000_000)  # 30 J in 0.05 s: 600 W, plausible
-        e1 = cpu.read(_sample(10.05))
-        assert e1 == pytest.approx(30.0)
-        zone.write_uj(start + 30_000_000 + 10**15)  # +1e9 J in 0.05 s
-        with caplog.at_level("WARNING", logger="otel_carbon"):
-            e2 = cpu.read(_sample(10.1))
-        assert e2 - e1 <= MAX_JUMP_POWER_W * 0.05
-        assert cpu.zones[0].resets == 1
-        assert any(str(zone.path) in r.getMessage() and "reset" in r.getMessage() for r in caplog.records)
-        zone.write_uj(start + 30_000_000 + 10**15 + 2_000_000)  # counting goes on from the new value
-        assert cpu.read(_sample(11.1)) == pytest.approx(e2 + 2.0)
-    finally:
-        cpu.close()
+    yield zone, cpu
+    cpu.close()
 
 
-def test_a_jump_just_under_the_bound_is_energy(tmp_path):
-    root = tmp_path / "powercap"
-    zones = build_intel_tree(root, sockets=1, dram=False)
-    zone = zones["package-0"]
-    sensors, _ = probe_rapl(str(root))
-    [cpu] = sensors
-    try:
-        start = zone.read_uj()
-        cpu.read(_sample(0.0))
-        step_uj = int(0.99 * MAX_JUMP_POWER_W * 1e6)  # in 1 s
-        zone.write_uj(start + step_uj)
-        assert cpu.read(_sample(1.0)) == pytest.approx(step_uj / 1e6)
-        assert cpu.zones[0].resets == 0
-    finally:
-        cpu.close()
+def test_a_forward_jump_beyond_any_plausible_power_is_a_reset(one_package, caplog):
+    zone, cpu = one_package
+    start = zone.read_uj()
+    cpu.read(_sample(10.0))
+    zone.write_uj(start + 30_000_000)  # 30 J in 0.05 s: 600 W, plausible
+    e1 = cpu.read(_sample(10.05))
+    assert e1 == pytest.approx(30.0)
+    zone.write_uj(start + 30_000_000 + 10**15)  # +1e9 J in 0.05 s
+    with caplog.at_level("WARNING", logger="otel_carbon"):
+        e2 = cpu.read(_sample(10.1))
+    assert e2 - e1 <= MAX_JUMP_POWER_W * 0.05
+    assert cpu.zones[0].resets == 1
+    assert any(str(zone.path) in r.getMessage() and "reset" in r.getMessage() for r in caplog.records)
+    zone.write_uj(start + 30_000_000 + 10**15 + 2_000_000)  # counting goes on from the new value
+    assert cpu.read(_sample(11.1)) == pytest.approx(e2 + 2.0)
+
+
+def test_a_jump_just_under_the_bound_is_energy(one_package):
+    zone, cpu = one_package
+    start = zone.read_uj()
+    cpu.read(_sample(0.0))
+    step_uj = int(0.99 * MAX_JUMP_POWER_W * 1e6)  # in 1 s
+    zone.write_uj(start + step_uj)
+    assert cpu.read(_sample(1.0)) == pytest.approx(step_uj / 1e6)
+    assert cpu.zones[0].resets == 0
 
 
 @pytest.mark.parametrize("content", ["+12345\n", " 1_000\n", "١٢٣\n", "12345" * 10 + "\n"])
