@@ -156,8 +156,10 @@ class Sampler:
     ) -> None:
         if interval_s is None:
             interval_s = config.sample_interval_s()
-        if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= threading.TIMEOUT_MAX):
-            raise ValueError(f"interval_s must be a number of seconds > 0, got {interval_s!r}")
+        bounds = config.RANGES[config.OTEL_CARBON_SAMPLE_INTERVAL]
+        if isinstance(interval_s, bool) or not (isinstance(interval_s, (int, float)) and bounds.low <= interval_s <= bounds.high):
+            # below 10 ms the sampler alone costs a large share of a core
+            raise ValueError(f"interval_s must be {bounds.describe()}, got {interval_s!r}")
         if not isinstance(probe, Probe):
             raise ValueError(f"probe must be an otel_carbon Probe (see probe_sensors()), got {type(probe).__name__}")
         if intensity is not None and not callable(getattr(intensity, "current", None)):

@@ -316,12 +316,17 @@ def _drop_mirrors(packages: List[Zone]) -> List[Zone]:
         if any(k.name == zone.name for k in kept):
             zone.close()
             continue
-        first[id(zone)] = zone.read_uj()
+        try:
+            first[id(zone)] = zone.read_uj()
+        except SensorError as exc:  # it changed since it was opened: skip it
+            _log_diagnostic(Diagnostic(zone.path, str(exc), "zone skipped"))
+            zone.close()
+            continue
         kept.append(zone)
     unique: List[Zone] = []
     for zone in kept:
         twin = next(
-            (u for u in unique if first[id(u)] == first[id(zone)] and u.read_uj() == zone.read_uj()),
+            (u for u in unique if first[id(u)] == first[id(zone)] and _same_reading(u, zone)),
             None,
         )
         if twin is not None and first[id(zone)] != 0:
@@ -329,6 +334,13 @@ def _drop_mirrors(packages: List[Zone]) -> List[Zone]:
             continue
         unique.append(zone)
     return unique
+
+
+def _same_reading(a: Zone, b: Zone) -> bool:
+    try:
+        return a.read_uj() == b.read_uj()
+    except SensorError:
+        return False  # kept apart; the sampler marks a zone that fails unavailable
 
 
 def probe_rapl(root: str, opener: Opener = _default_opener) -> Tuple[List[RaplSensor], List[Diagnostic]]:
