@@ -92,11 +92,11 @@ def _env(name: str, default: T, parse: Callable[[str], T], expected: str, strict
         warn_once(
             _logger,
             f"env:{name}",
-            "%s=%r is invalid: expected %s; using the default %r",
+            "%s=%r is invalid: expected %s; using the default %s",
             name,
             raw,
             expected,
-            default,
+            "(unset)" if default is None else repr(default),
         )
         return default
 
