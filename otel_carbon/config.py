@@ -1,8 +1,9 @@
 """Environment variables: every name, its default and its parser live here.
 
-Bad values never raise: :func:`env_float` and friends log one warning that names the
-variable and the expected form, and return the documented default. Code arguments are
-validated by the callers (they raise ``ValueError``).
+Bad values never raise: :func:`env_number` (numbers, within their documented
+:data:`RANGES`), :func:`env_choice` and :func:`env_token` (credentials, codes) log one
+warning that names the variable and the expected form, and return the documented default.
+Code arguments are validated by the callers (they raise ``ValueError``).
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ MAX_CODE_CHARS = 64
 def env_token(name: str, *, secret: bool, strict: bool = False) -> Optional[str]:
     """A credential (``secret``) or a provider code: printable ASCII without whitespace, at
     most :data:`MAX_SECRET_CHARS` (:data:`MAX_CODE_CHARS`) characters; "" when unset; else
-    None with one warning naming the variable. A secret's value is never shown: a token with a newline
-    would otherwise reach an HTTP header, and then an error message."""
+    None with one warning naming the variable. A secret's value is never shown: a token with
+    a newline would otherwise reach an HTTP header, and then an error message."""
     raw = os.environ.get(name, "").strip()
     if raw == "" or (is_token(raw, MAX_SECRET_CHARS) if secret else is_code(raw)):
         return raw
