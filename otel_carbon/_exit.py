@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Iterable, List
+from typing import Any, Callable, Iterable, List
 
 _logger = logging.getLogger("otel_carbon")
 
@@ -28,16 +28,19 @@ EXIT_FLUSH_S = 2.0
 _CANCEL_WAIT_S = 0.5  # after cancelling the exporters, for their threads to return
 
 
-def register(providers: Iterable[Any], exporters: Iterable[Any]) -> None:
-    """Shut ``providers`` down at exit within :data:`EXIT_FLUSH_S`; ``exporters`` (span
-    exporters and metric readers made from names) are the ones to cancel and to name."""
+def register(providers: Iterable[Any], exporters: Iterable[Any], still_open: Callable[[], bool]) -> None:
+    """Shut ``providers`` down at exit within :data:`EXIT_FLUSH_S`, unless ``still_open()``
+    says the application already shut them down; ``exporters`` (span exporters and metric
+    readers made from names) are the ones to cancel and to name."""
     refs = [weakref.ref(p) for p in providers if p is not None]
     exporter_refs = [weakref.ref(e) for e in exporters]
     if refs:
-        atexit.register(_at_exit, refs, exporter_refs)
+        atexit.register(_at_exit, refs, exporter_refs, still_open)
 
 
-def _at_exit(refs: List["weakref.ref[Any]"], exporter_refs: List["weakref.ref[Any]"]) -> None:
+def _at_exit(refs: List["weakref.ref[Any]"], exporter_refs: List["weakref.ref[Any]"], still_open: Callable[[], bool]) -> None:
+    if not still_open():
+        return
     providers = [p for p in (r() for r in refs) if p is not None]
     threads = [threading.Thread(target=_shutdown, args=(p,), name="otel-carbon-exit", daemon=True) for p in providers]
     for thread in threads:

@@ -609,9 +609,7 @@ def _build(
                 instruments = acquire_metrics(meter_provider, processor, sampler, allowlist)
             except Exception as exc:  # noqa: BLE001 - spans keep working without the meter
                 warn_once(_logger, "metrics-setup", "otel_carbon: meter instruments could not be added: %r", exc)
-    # the SDK's exit hooks are off on the providers made here: a bounded flush instead
-    _exit.register([tracer_provider if owns_tracer else None, meter_provider if owns_meter else None], [*exporters, *readers])
-    return CarbonSetup(
+    setup = CarbonSetup(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         processor=processor,
@@ -622,6 +620,11 @@ def _build(
         resource=resource,
         key=key,
     )
+    # the SDK's exit hooks are off on the providers made here: a bounded flush instead
+    ref = weakref.ref(setup)
+    _exit.register([tracer_provider if owns_tracer else None, meter_provider if owns_meter else None],
+                   [*exporters, *readers], lambda: not getattr(ref(), "_shutdown", False))
+    return setup
 
 
 def _process_sampler(resource: Optional[Resource]) -> Sampler:

@@ -103,9 +103,11 @@ CHILD = textwrap.dedent(
     """
     import otel_carbon
     from opentelemetry import trace
-    otel_carbon.configure(service_name="exit-test")
+    setup = otel_carbon.configure(service_name="exit-test")
     with trace.get_tracer("t").start_as_current_span("work"):
         sum(range(10000))
+    if SHUTDOWN:
+        setup.shutdown()
     print("main done", flush=True)
     """
 )
@@ -120,11 +122,12 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_child(env_updates):
+def _run_child(env_updates, shutdown=False):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(OTEL_CARBON_NVML="off", OTEL_CARBON_COUNTRY="FR", OTEL_EXPORTER_OTLP_TIMEOUT="600", **env_updates)
+    code = f"SHUTDOWN = {shutdown}\n" + CHILD
     try:
-        return subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     except subprocess.TimeoutExpired:
         pytest.fail("the process did not exit: the flush at exit is not bounded")
 
@@ -143,10 +146,12 @@ def test_no_collector_exit_is_bounded_with_one_warning_naming_the_endpoint(proto
     assert "Traceback" not in done.stderr
 
 
-def test_with_a_collector_the_bounded_exit_still_delivers_the_span(otlp_receiver):
-    done = _run_child({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.grpc_endpoint}"})
+@pytest.mark.parametrize("shutdown", [False, True], ids=["at-exit", "shutdown-then-exit"])
+def test_with_a_collector_the_bounded_exit_still_delivers_the_span(otlp_receiver, shutdown):
+    done = _run_child({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_receiver.grpc_endpoint}"}, shutdown)
     assert done.returncode == 0, done.stderr
     assert "no OpenTelemetry collector answered" not in done.stderr
+    assert "shutdown can only be called once" not in done.stderr, "an explicit shutdown is not repeated at exit"
     [span] = otlp_receiver.wait_for_spans(1)
     assert span["name"] == "work" and A.ENERGY_TOTAL in span["attributes"]
 
