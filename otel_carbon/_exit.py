@@ -70,6 +70,8 @@ def _at_exit(refs: List["weakref.ref[Any]"], exporter_refs: List["weakref.ref[An
 
 
 def _shutdown(provider: Any) -> None:
+    if getattr(provider, "_shutdown", False) is True:  # a MeterProvider shut down directly
+        return
     try:
         provider.shutdown()
     except Exception:  # noqa: BLE001 - the SDK logs its own export errors
