@@ -48,6 +48,7 @@ from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon._untraced import run_untraced
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
+from otel_carbon.host_cpu import host_cpu_seconds, open_proc_stat
 from otel_carbon.intensity.source import IntensitySource, intensity_source
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
@@ -68,56 +69,6 @@ FORK_WAIT_S = 1.0  # before fork, wait at most this long for a tick in progress 
 LINEAR_INTERVAL_S = 2.0  # models linear in CPU time: the price does not depend on it
 CURVE_INTERVAL_S = 0.25  # the TDP curve: a tick's mean utilisation moves along a curve
 COUNTER_INTERVAL_S = config.DEFAULT_SAMPLE_INTERVAL_S  # hardware counters and GPUs
-
-
-class _ProcStat:
-    """The first line of ``/proc/stat`` read with ``os.pread`` on a kept-open fd (half the
-    cost of ``psutil.cpu_times()``, which opens the file each time)."""
-
-    def __init__(self, path: str = "/proc/stat") -> None:
-        self.fd = os.open(path, os.O_RDONLY)
-        self.hz = float(os.sysconf("SC_CLK_TCK"))
-
-    def read(self) -> "tuple[float, float]":
-        fields = os.pread(self.fd, 256, 0).split(b"\n", 1)[0].split()
-        user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-        busy = user + nice + system + irq + softirq
-        return busy / self.hz, (busy + idle + iowait + steal) / self.hz
-
-
-_proc_stats: Dict[str, _ProcStat] = {}  # one kept-open fd per path, for the process's life
-_proc_stats_lock = threading.Lock()
-
-
-def open_proc_stat(proc_root: str = "/proc") -> Optional[_ProcStat]:
-    """``proc_root``/stat kept open, or None where there is none (not Linux): then the host's
-    CPU times come from psutil."""
-    path = os.path.join(proc_root, "stat")
-    with _proc_stats_lock:
-        if path not in _proc_stats:
-            try:
-                _proc_stats[path] = _ProcStat(path)
-            except OSError:
-                return None
-        return _proc_stats[path]
-
-
-def host_cpu_seconds(proc_stat: Optional[_ProcStat]) -> "tuple[float, float]":
-    """(busy, total) CPU-seconds of the host since boot, all CPUs, from ``proc_stat`` (see
-    :func:`open_proc_stat`), else psutil.
-
-    busy = user + nice + system + irq + softirq; total adds idle, iowait and steal
-    (time the hypervisor gave to someone else is not our work, nor free capacity we used).
-    """
-    if proc_stat is not None:
-        try:
-            return proc_stat.read()
-        except (OSError, ValueError):
-            pass
-    t = psutil.cpu_times()
-    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-    total = busy + t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0)
-    return busy, total
 
 
 #: sensors computed from the tick's own host reading (no counter to pair with it)
@@ -596,9 +547,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _sampler_lock, _proc_stats_lock, _fork_paused
+    global _sampler_lock, _fork_paused
     _sampler_lock = threading.Lock()
-    _proc_stats_lock = threading.Lock()
     paused, _fork_paused = _fork_paused, []
     for sampler in paused:
         sampler._reinit_after_fork()

@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import pytest
 
+from otel_carbon import host_cpu
 from otel_carbon import sampler as sampler_mod
 from otel_carbon.attributes import CPU, ESTIMATED, MEASURED, MEMORY, MIXED, UNAVAILABLE
 from otel_carbon.intensity import Intensity, StaticIntensitySource
@@ -586,7 +587,7 @@ def test_proc_stat_first_line_is_parsed(tmp_path):
     stat = tmp_path / "stat"
     #           user nice system idle iowait irq softirq steal guest guest_nice
     stat.write_text("cpu  100 20 30 400 50 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 5 1 2\n")
-    reader = sampler_mod._ProcStat(str(stat))
+    reader = host_cpu.ProcStat(str(stat))
     hz = os.sysconf("SC_CLK_TCK")
     busy, total = reader.read()
     assert busy == (100 + 20 + 30 + 6 + 7) / hz
@@ -617,7 +618,7 @@ def test_without_proc_and_rapl_the_models_run_on_psutil(tmp_path):
     empty_powercap.mkdir()
     probe = probe_sensors(powercap_root=str(empty_powercap), proc_root=str(empty_proc), gpus=False)
     assert {s.method for s in probe.sensors} == {ESTIMATED}
-    assert sampler_mod.open_proc_stat(str(empty_proc)) is None
+    assert host_cpu.open_proc_stat(str(empty_proc)) is None
     sampler = Sampler(probe, interval_s=0.05, intensity=StaticIntensitySource(INTENSITY), proc_root=str(empty_proc))
     assert sampler._proc_stat is None  # noqa: SLF001 - the psutil path is the one under test
     first = sampler.tick()
@@ -638,11 +639,11 @@ def test_without_proc_and_rapl_the_models_run_on_psutil(tmp_path):
 
 
 def test_psutil_and_proc_stat_agree_on_the_host_cpu_times():
-    if sampler_mod.open_proc_stat() is None:
+    if host_cpu.open_proc_stat() is None:
         pytest.skip("no /proc/stat on this platform: only the psutil path exists")
-    a = sampler_mod.host_cpu_seconds(sampler_mod.open_proc_stat())
-    b = sampler_mod.host_cpu_seconds(None)
-    c = sampler_mod.host_cpu_seconds(sampler_mod.open_proc_stat())
+    a = host_cpu.host_cpu_seconds(host_cpu.open_proc_stat())
+    b = host_cpu.host_cpu_seconds(None)
+    c = host_cpu.host_cpu_seconds(host_cpu.open_proc_stat())
     assert a[0] <= b[0] + 0.02 and b[0] <= c[0] + 0.02  # psutil rounds to 10 ms ticks too
     assert a[1] <= b[1] + 0.02 and b[1] <= c[1] + 0.02
     assert c[1] - a[1] < 5.0  # the same counters, read a moment apart
