@@ -59,9 +59,14 @@ def test_a_tracked_call_loads_nothing_it_does_not_use(tmp_path):
 def test_the_intensity_package_still_gives_every_name(tmp_path):
     loaded = _modules_after(
         """
+        import types
         import otel_carbon.intensity as intensity
         assert "otel_carbon.intensity.live" not in sys.modules
+        # submodules imported first (as the sampler does) must not shadow a name of the package
+        import otel_carbon.intensity.bundled, otel_carbon.intensity.resolve, otel_carbon.intensity.source
         names = {name: getattr(intensity, name) for name in intensity.__all__}
+        for name, value in names.items():
+            assert not isinstance(value, types.ModuleType), name
         assert names["LiveIntensitySource"].__module__ == "otel_carbon.intensity.live"
         assert names["intensity_source"].__module__ == "otel_carbon.intensity.source"
         try:

@@ -22,15 +22,17 @@ from typing import Any
 
 from otel_carbon.intensity.model import CUSTOM_ZONE, WORLD_ZONE, Intensity
 
+# Imported now: every process resolves an intensity, and the function ``resolve`` must win
+# over the submodule of the same name (importing a submodule sets the package's attribute).
+from otel_carbon.intensity.resolve import resolve, resolve_intensity
+
 #: The rest loads on first use (``from otel_carbon.intensity import X`` works for all of
 #: them): the live provider and its urllib/http.client stay out of a process that does not
-#: configure one, and the tables and the resolution chain out of one that never resolves.
+#: configure one.
 _LAZY = {
     "UnknownZoneError": "bundled",
     "parse_cloud": "bundled",
     "LiveIntensitySource": "live",
-    "resolve": "resolve",
-    "resolve_intensity": "resolve",
     "IntensitySource": "source",
     "StaticIntensitySource": "source",
     "intensity_source": "source",
