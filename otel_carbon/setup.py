@@ -41,44 +41,31 @@ once and skipped. Nothing else here raises into the application.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import os
 import threading
 import time
 import uuid
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
 from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-)
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_carbon import _exit, config
 from otel_carbon._log import warn_once
+from otel_carbon.exporter_names import MetricsArg, TracesArg, as_list, metric_readers, span_exporters
 from otel_carbon.processor import CarbonSpanProcessor
 from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
 
-TRACES_GROUP = "opentelemetry_traces_exporter"
-METRICS_GROUP = "opentelemetry_metrics_exporter"
-_OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
-_SIGNAL_PROTOCOL_ENV = {"traces": OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "metrics": OTEL_EXPORTER_OTLP_METRICS_PROTOCOL}
-_DEFAULT_EXPORTER = "otlp"  # the specification's default for both signals
 
-TracesArg = Union[None, str, SpanExporter, Sequence[Union[str, SpanExporter]]]
-MetricsArg = Union[None, str, MetricExporter, MetricReader, Sequence[Union[str, MetricExporter, MetricReader]]]
 
 
 # -- one processor / one set of instruments per provider --------------------------------
@@ -221,7 +208,7 @@ def check_allowlist(span_attribute_allowlist: Any) -> None:
     """ValueError (naming the argument) unless it is a list of attribute names the meter
     accepts: checked before anything is set up."""
     if isinstance(span_attribute_allowlist, (str, bytes)) or not all(
-        isinstance(x, str) for x in _as_list(span_attribute_allowlist, "span_attribute_allowlist")
+        isinstance(x, str) for x in as_list(span_attribute_allowlist, "span_attribute_allowlist")
     ):
         raise ValueError(f"span_attribute_allowlist must be a list of attribute names, got {span_attribute_allowlist!r}")
     try:
@@ -242,102 +229,6 @@ def release_metrics(meter_provider: Any) -> bool:
         del _meters[meter_provider]
     slot.value.shutdown()
     return True
-
-
-# -- exporters from names ---------------------------------------------------------------
-
-
-def _entry_points(group: str) -> Dict[str, Any]:
-    found = importlib.metadata.entry_points()
-    items = found.select(group=group) if hasattr(found, "select") else found.get(group, [])  # type: ignore[attr-defined]
-    return {ep.name: ep for ep in items}
-
-
-def _otlp_entry_point(signal: str) -> str:
-    name = _SIGNAL_PROTOCOL_ENV[signal]
-    raw = os.environ.get(name, "").strip() or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL, "").strip()
-    if not raw:
-        return _OTLP_BY_PROTOCOL["grpc"]
-    protocol = raw.lower()
-    if protocol not in _OTLP_BY_PROTOCOL:
-        warn_once(_logger, f"protocol:{raw}", "otel_carbon: OTLP protocol %r (from %s or OTEL_EXPORTER_OTLP_PROTOCOL) "
-                  "is not supported: expected grpc or http/protobuf; using grpc", raw, name)
-        return _OTLP_BY_PROTOCOL["grpc"]
-    return _OTLP_BY_PROTOCOL[protocol]
-
-
-def _split(names: str) -> List[str]:
-    return [n.strip().lower() for n in names.split(",") if n.strip()]
-
-
-def _from_names(names: List[str], signal: str, source: str, strict: bool) -> List[Any]:
-    """Load and instantiate the named exporters. ``strict`` (a code argument) raises
-    ValueError; otherwise (the environment) a bad name is logged once and skipped."""
-    if "none" in names:
-        if len(names) > 1:
-            warn_once(_logger, f"none:{source}", "otel_carbon: %s lists 'none' with other exporters; using none", source)
-        return []
-    group = TRACES_GROUP if signal == "traces" else METRICS_GROUP
-    available = _entry_points(group)
-    out = []
-    for name in names:
-        ep_name = _otlp_entry_point(signal) if name == "otlp" else name
-        try:
-            ep = available.get(ep_name)
-            if ep is None:
-                known = ", ".join(sorted({"otlp", "none", *available}))
-                raise LookupError(f"no {group} entry point named {ep_name!r} (installed: {known})")
-            out.append(ep.load()())  # exporters read their own OTEL_EXPORTER_* variables
-        except Exception as exc:  # noqa: BLE001 - a broken exporter package must not break the app
-            message = f"{source}: exporter {name!r} unavailable: {exc}"
-            if strict:
-                raise ValueError(message) from exc
-            warn_once(_logger, f"exporter:{source}:{name}", "otel_carbon: %s; skipped", message)
-    return out
-
-
-def span_exporters(traces_exporter: TracesArg) -> List[SpanExporter]:
-    """Exporters from the argument, else ``OTEL_TRACES_EXPORTER`` (default ``otlp``)."""
-    if traces_exporter is None:
-        names = _split(os.environ.get(OTEL_TRACES_EXPORTER, "")) or [_DEFAULT_EXPORTER]
-        return _from_names(names, "traces", OTEL_TRACES_EXPORTER, False)
-    items = [traces_exporter] if isinstance(traces_exporter, (str, SpanExporter)) else traces_exporter
-    out: List[SpanExporter] = []
-    for item in _as_list(items, "traces_exporter"):
-        if isinstance(item, SpanExporter):
-            out.append(item)
-        elif isinstance(item, str):
-            out.extend(_from_names(_split(item) or ["none"], "traces", "traces_exporter", True))
-        else:
-            raise ValueError(f"traces_exporter must be a name, a SpanExporter or a list of them, got {type(item).__name__}")
-    return out
-
-
-def metric_readers(metrics_exporter: MetricsArg) -> List[MetricReader]:
-    """Readers from the argument, else ``OTEL_METRICS_EXPORTER`` (default ``otlp``)."""
-    if metrics_exporter is None:
-        names = _split(os.environ.get(OTEL_METRICS_EXPORTER, "")) or [_DEFAULT_EXPORTER]
-        found = _from_names(names, "metrics", OTEL_METRICS_EXPORTER, False)
-    else:
-        single = isinstance(metrics_exporter, (str, MetricExporter, MetricReader))
-        found = []
-        for item in _as_list([metrics_exporter] if single else metrics_exporter, "metrics_exporter"):
-            if isinstance(item, (MetricExporter, MetricReader)):
-                found.append(item)
-            elif isinstance(item, str):
-                found.extend(_from_names(_split(item) or ["none"], "metrics", "metrics_exporter", True))
-            else:
-                raise ValueError(
-                    f"metrics_exporter must be a name, a MetricExporter, a MetricReader or a list of them, got {type(item).__name__}"
-                )
-    return [x if isinstance(x, MetricReader) else PeriodicExportingMetricReader(x) for x in found]
-
-
-def _as_list(items: Any, arg: str) -> List[Any]:
-    try:
-        return list(items)
-    except TypeError:
-        raise ValueError(f"{arg} must be a name, an exporter or a list of them, got {type(items).__name__}") from None
 
 
 # -- configure() ------------------------------------------------------------------------
@@ -520,7 +411,7 @@ def _check_arguments(
         ("metrics_exporter", metrics_exporter, (str, MetricExporter, MetricReader)),
     ):
         if value is not None and not isinstance(value, kinds):
-            items = _as_list(value, arg)
+            items = as_list(value, arg)
             if not all(isinstance(x, kinds) for x in items):
                 names = " or ".join(k.__name__ for k in kinds)
                 raise ValueError(f"{arg} must be a {names} or a list of them, got {value!r}")

@@ -24,6 +24,7 @@ from otel_carbon import _log
 from otel_carbon import attributes as A
 from otel_carbon import config
 from otel_carbon import sampler as sampler_module
+from otel_carbon import exporter_names
 from otel_carbon import setup as carbon_setup
 from otel_carbon.intensity import bundled
 from otel_carbon.processor import CarbonSpanProcessor
@@ -300,12 +301,12 @@ def test_bad_environment_is_logged_and_skipped(fresh_otel, monkeypatch, caplog, 
 def test_unsupported_protocol_is_logged_and_grpc_used(fresh_otel, monkeypatch, caplog):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
     with caplog.at_level(logging.WARNING, logger="otel_carbon"):
-        exporters = carbon_setup.span_exporters("otlp")
+        exporters = exporter_names.span_exporters("otlp")
     assert type(exporters[0]).__module__ == "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
     assert any("http/json" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # the per-signal variable wins
-    assert type(carbon_setup.span_exporters("otlp")[0]).__module__ == "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+    assert type(exporter_names.span_exporters("otlp")[0]).__module__ == "opentelemetry.exporter.otlp.proto.http.trace_exporter"
     for exporter in exporters:
         exporter.shutdown()
 
