@@ -39,9 +39,10 @@ typedef struct {
     long long wall_ns; /* CLOCK_MONOTONIC ns taken just before it */
     int clock_state;   /* 0: not asked yet, 1: clock_id valid, -1: the OS has none */
     clockid_t clock_id;
+    long long offloaded_ns; /* cpu_clock.offloaded_ns: CPU ns spans ended here handed to other threads */
 } thread_clock;
 
-static _Thread_local thread_clock tc = {0, -CLOCK_REUSE_NS, 0, 0};
+static _Thread_local thread_clock tc = {0, -CLOCK_REUSE_NS, 0, 0, 0};
 
 /* The asyncio task step running on this thread (cpu_clock.current_owner), or NULL for None.
  * A strong reference; every swap_owner is undone in a finally, so a thread ends with NULL. */
@@ -169,6 +170,23 @@ forget_thread_clock(PyObject *module, PyObject *unused)
     tc.cpu_ns = 0;
     tc.wall_ns = -CLOCK_REUSE_NS;
     tc.clock_state = 0;
+    tc.offloaded_ns = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+offloaded_ns(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(tc.offloaded_ns);
+}
+
+static PyObject *
+add_offloaded_ns(PyObject *module, PyObject *arg)
+{
+    long long ns = PyLong_AsLongLong(arg);
+    if (ns == -1 && PyErr_Occurred())
+        return NULL;
+    tc.offloaded_ns += ns;
     Py_RETURN_NONE;
 }
 
@@ -196,6 +214,7 @@ typedef struct {
     long long step_t0_ns;
     char in_step;
     int open_spans;
+    long long offloaded_ns; /* CPU ns this task's spans handed to other threads */
 } TaskMeter;
 
 static PyTypeObject TaskMeterType;
@@ -233,6 +252,7 @@ meter_reset(TaskMeter *m, PyObject *owner)
     m->step_t0_ns = 0;
     m->in_step = 0;
     m->open_spans = 0;
+    m->offloaded_ns = 0;
 }
 
 static int
@@ -281,6 +301,7 @@ static PyMemberDef TaskMeter_members[] = {
     {"step_t0_ns", T_LONGLONG, offsetof(TaskMeter, step_t0_ns), 0, NULL},
     {"in_step", T_BOOL, offsetof(TaskMeter, in_step), 0, NULL},
     {"open_spans", T_INT, offsetof(TaskMeter, open_spans), 0, NULL},
+    {"offloaded_ns", T_LONGLONG, offsetof(TaskMeter, offloaded_ns), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -401,7 +422,8 @@ step_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     PyObject_HEAD
-    PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, None, clock_id, tick) */
+    PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, meter, clock_id, tick, offloaded0_ns) */
+    PyObject *boxes;          /* the processor's dict: id(span) -> offload.Box, for spans that handed work off */
     PyObject *running_loop;   /* asyncio.events._get_running_loop */
     PyObject *slow_on_start;  /* the processor's Python methods */
     PyObject *slow_on_ending;
@@ -430,7 +452,7 @@ typedef struct {
 enum {
     N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
-    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_COUNT
+    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_COUNT
 };
 
 #define NAME(i) PyTuple_GET_ITEM(self->names, (i))
@@ -439,6 +461,7 @@ static int
 Hooks_traverse(Hooks *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->open);
+    Py_VISIT(self->boxes);
     Py_VISIT(self->running_loop);
     Py_VISIT(self->slow_on_start);
     Py_VISIT(self->slow_on_ending);
@@ -456,6 +479,7 @@ static int
 Hooks_clear(Hooks *self)
 {
     Py_CLEAR(self->open);
+    Py_CLEAR(self->boxes);
     Py_CLEAR(self->running_loop);
     Py_CLEAR(self->slow_on_start);
     Py_CLEAR(self->slow_on_ending);
@@ -484,20 +508,21 @@ set_ref(PyObject **slot, PyObject *value)
     Py_XSETREF(*slot, value);
 }
 
-/* Hooks(open, running_loop, slow_on_start, slow_on_ending, drop_oldest, notify, names, max_open) */
+/* Hooks(open, boxes, running_loop, slow_on_start, slow_on_ending, drop_oldest, notify, names, max_open) */
 static int
 Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *open, *running_loop, *son, *soe, *drop, *notify, *names;
+    PyObject *open, *boxes, *running_loop, *son, *soe, *drop, *notify, *names;
     Py_ssize_t max_open;
-    if (!PyArg_ParseTuple(args, "O!OOOOOO!n:Hooks", &PyDict_Type, &open, &running_loop, &son, &soe, &drop,
-                          &notify, &PyTuple_Type, &names, &max_open))
+    if (!PyArg_ParseTuple(args, "O!O!OOOOOO!n:Hooks", &PyDict_Type, &open, &PyDict_Type, &boxes, &running_loop, &son,
+                          &soe, &drop, &notify, &PyTuple_Type, &names, &max_open))
         return -1;
     if (PyTuple_GET_SIZE(names) != N_COUNT) {
         PyErr_Format(PyExc_ValueError, "names must hold %d strings", (int)N_COUNT);
         return -1;
     }
     set_ref(&self->open, open);
+    set_ref(&self->boxes, boxes);
     set_ref(&self->running_loop, running_loop);
     set_ref(&self->slow_on_start, son);
     set_ref(&self->slow_on_ending, soe);
@@ -554,9 +579,11 @@ fast_on_start(Hooks *self, PyObject *span)
         if (m == NULL)
             return -1;
         cpu = PyLong_FromLongLong(reading);
-        if (cpu != NULL)
-            state = PyTuple_Pack(4, cpu, (PyObject *)m, Py_None, self->latest);
+        PyObject *offl = PyLong_FromLongLong(m->offloaded_ns);
+        if (cpu != NULL && offl != NULL)
+            state = PyTuple_Pack(5, cpu, (PyObject *)m, Py_None, self->latest, offl);
         Py_XDECREF(cpu);
+        Py_XDECREF(offl);
         Py_DECREF(m);
         if (state == NULL)
             return -1;
@@ -573,10 +600,12 @@ fast_on_start(Hooks *self, PyObject *span)
             return -1;
         cpu = PyLong_FromLongLong(cpu_ns);
         PyObject *clock = clock_id_object();
-        if (cpu != NULL && clock != NULL)
-            state = PyTuple_Pack(4, cpu, Py_None, clock, self->latest);
+        PyObject *offl = PyLong_FromLongLong(tc.offloaded_ns);
+        if (cpu != NULL && clock != NULL && offl != NULL)
+            state = PyTuple_Pack(5, cpu, Py_None, clock, self->latest, offl);
         Py_XDECREF(cpu);
         Py_XDECREF(clock);
+        Py_XDECREF(offl);
         if (state == NULL)
             return -1;
     }
@@ -712,6 +741,32 @@ merge_into(PyObject *target, PyObject *figures)
     return 0;
 }
 
+/* The mapping behind the span's attributes when our figures fit in it whole: no count limit
+ * or room for all of them, and no value-length limit. NULL without an error: limits to
+ * apply (the Python path drops what does not fit and counts it); NULL with one: error. */
+static PyObject *
+span_attributes_with_room(Hooks *self, PyObject *span)
+{
+    PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
+    if (attributes == NULL)
+        return NULL;
+    PyObject *target = NULL, *maxlen = PyObject_GetAttr(attributes, NAME(N_MAXLEN));
+    PyObject *max_value_len = maxlen ? PyObject_GetAttr(attributes, NAME(N_MAX_VALUE_LEN)) : NULL;
+    if (max_value_len == Py_None && (target = PyObject_GetAttr(attributes, NAME(N_DICT))) != NULL
+        && maxlen != Py_None) {
+        Py_ssize_t limit = PyLong_AsSsize_t(maxlen);
+        Py_ssize_t needed = PyObject_Length(target);
+        if ((limit == -1 || needed == -1) && PyErr_Occurred())
+            Py_CLEAR(target);
+        else if (needed + PyDict_GET_SIZE(self->figures) > limit)
+            Py_CLEAR(target);
+    }
+    Py_DECREF(attributes);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    return target;
+}
+
 /* 1: done; 0: not the common case (the span's state untouched); -1: error */
 static int
 fast_on_ending(Hooks *self, PyObject *span)
@@ -729,9 +784,16 @@ fast_on_ending(Hooks *self, PyObject *span)
     }
     ensure_clock_id();
     TaskMeter *meter = NULL;
-    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4 || PyTuple_GET_ITEM(state, 3) != tick) {
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 5 || PyTuple_GET_ITEM(state, 3) != tick) {
         Py_DECREF(key);
         return 0; /* a tick since the span started: priced over its window by the Python path */
+    }
+    if (PyDict_GET_SIZE(self->boxes) > 0) {
+        int handed_off = PyDict_Contains(self->boxes, key);
+        if (handed_off != 0) {
+            Py_DECREF(key);
+            return handed_off > 0 ? 0 : -1; /* work handed to other threads: the Python path adds it */
+        }
     }
     if (Py_TYPE(PyTuple_GET_ITEM(state, 1)) == &TaskMeterType) {
         meter = (TaskMeter *)PyTuple_GET_ITEM(state, 1);
@@ -743,9 +805,20 @@ fast_on_ending(Hooks *self, PyObject *span)
         return PyErr_Occurred() ? -1 : 0; /* started on another thread: the Python path */
     }
     long long cpu0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 0));
-    if ((cpu0_ns == -1 && PyErr_Occurred()) || (tick != self->tick && load_tick(self, tick) < 0)) {
+    long long offl0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
+    if ((cpu0_ns == -1 && PyErr_Occurred()) || (offl0_ns == -1 && PyErr_Occurred())
+        || (tick != self->tick && load_tick(self, tick) < 0)) {
         Py_DECREF(key);
         return -1;
+    }
+    if ((meter != NULL ? meter->offloaded_ns : tc.offloaded_ns) != offl0_ns) {
+        Py_DECREF(key);
+        return 0; /* a child span handed work to other threads: the Python path adds it */
+    }
+    PyObject *target = span_attributes_with_room(self, span);
+    if (target == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0; /* span limits to apply: the Python path */
     }
     /* From here on the span is ours: its state goes, whatever happens next. */
     Py_XINCREF(meter); /* the state tuple may go with the dict entry */
@@ -762,17 +835,15 @@ fast_on_ending(Hooks *self, PyObject *span)
     else if (rc == 0) {
         rc = real_read(wall_ns, &cpu_ns);
     }
-    if (rc < 0)
+    if (rc < 0) {
+        Py_DECREF(target);
         return -1;
+    }
     cpu_ns -= cpu0_ns;
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
     double energy_j = cpu_s * self->price;
-    int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns;
-    PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
-    PyObject *target = attributes ? PyObject_GetAttr(attributes, NAME(N_DICT)) : NULL;
-    Py_XDECREF(attributes);
-    if (target == NULL)
-        return -1;
+    /* a stale tick, or no price yet for CPU time that was spent: carbon.method=unavailable */
+    int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns || (energy_j == 0.0 && cpu_s > 0.0);
     /* The numbers go into the shared template only when it is merged at once into a plain
      * dict: no Python code runs in between, so no other thread can touch the template.
      * Otherwise (a stale tick, listeners that keep the figures, another mapping type)
@@ -866,6 +937,8 @@ static PyMethodDef module_methods[] = {
     {"read_cpu_ns", read_cpu_ns, METH_O, "This thread's CPU clock (ns) now (a real read)."},
     {"thread_clock_id", thread_clock_id, METH_NOARGS, "This thread's CPU clock id, or None."},
     {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
+    {"offloaded_ns", offloaded_ns, METH_NOARGS, "CPU ns that spans ended on this thread handed to other threads."},
+    {"add_offloaded_ns", add_offloaded_ns, METH_O, "Add CPU ns handed to other threads by a span ending here."},
     {"proc_stat_cpu", proc_stat_cpu, METH_O, "(busy, total) clock ticks from /proc/stat's cpu line, read at fd."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},

@@ -42,15 +42,20 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.util import BoundedList
 
 from otel_carbon import attributes as A
 from otel_carbon import cpu_clock
 from otel_carbon import config
+from otel_carbon import offload
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
+    add_offloaded_ns,
+    offloaded_ns,
     current_owner,
     install,
     meter_for_span,
@@ -75,9 +80,10 @@ CLOCK_NONE = "none"
 
 
 #: What a span needs at its end: its CPU clock at start (ns), the task meter (asyncio) or
-#: None, the starting thread's CPU clock id (threads), and the ledger tick current at start.
+#: None, the starting thread's CPU clock id (threads), the ledger tick current at start, and
+#: the CPU ns its thread's (or task's) spans had handed to other threads by then.
 #: A plain tuple: the cheapest object to make on the span path.
-_Open = Tuple[int, Any, Optional[int], Optional[Tick]]
+_Open = Tuple[int, Any, Optional[int], Optional[Tick], int]
 
 
 class CarbonSpanProcessor(SpanProcessor):
@@ -131,6 +137,8 @@ class CarbonSpanProcessor(SpanProcessor):
         self._idle = idle_policy == "cpu"
         self._max_open = max_open_spans
         self._open: Dict[int, _Open] = {}
+        #: spans (same keys) that handed work to other threads: what it used so far
+        self._boxes: Dict[int, offload.Box] = {}
         # The SDK span object itself in drop-in mode; the ReadableSpan copy that on_end gets
         # in wrapping mode is another object, so there the key is the span id.
         self._key = _span_id if processors else id
@@ -150,6 +158,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._use_compiled_hooks(cpu_clock.speedups)
         _instances.add(self)
         install()
+        offload.track(self, in_place=_IN_PLACE)
 
     def _use_compiled_hooks(self, compiled: Any) -> None:
         """Bind the compiled span path (``_speedups.c``). It does the common case and hands
@@ -160,10 +169,11 @@ class CarbonSpanProcessor(SpanProcessor):
         names = (
             A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
             CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
-            "t_ns", "intensity", "g_per_kwh", "zone", "method",
+            "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len",
         )  # fmt: skip
         self._hooks = compiled.Hooks(
             self._open,
+            self._boxes,
             running_loop,
             cls.on_start.__get__(self, cls),
             cls._on_ending.__get__(self, cls),
@@ -217,10 +227,10 @@ class CarbonSpanProcessor(SpanProcessor):
                 loop = running_loop()
                 if loop is not None:
                     ensure_task_timing(loop)
-                state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest)
+                state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest, offloaded_ns())
             else:
                 meter, now_ns = meter_for_span()
-                state = (now_ns, meter, None, sampler.ledger.latest)
+                state = (now_ns, meter, None, sampler.ledger.latest, meter.offloaded_ns)
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
@@ -232,12 +242,26 @@ class CarbonSpanProcessor(SpanProcessor):
         for p in self._wrapped:
             p.on_start(span, parent_context=parent_context)
 
+    def box_for(self, span: Any) -> Optional[offload.Box]:
+        """Where work that ``span`` hands to another thread is counted (see
+        :mod:`otel_carbon.offload`), if this processor follows the span."""
+        key = self._key(span)
+        if key not in self._open:
+            return None
+        box = self._boxes.get(key)
+        if box is None:
+            box = self._boxes.setdefault(key, offload.Box())
+        return box
+
     def _drop_oldest(self) -> None:
         try:
             while len(self._open) > self._max_open:
                 oldest = next(iter(self._open))
                 if self._open.pop(oldest, None) is not None:
                     self.dropped_open_spans += 1
+                box = self._boxes.pop(oldest, None)
+                if box is not None:
+                    offload.close(box)
         except (RuntimeError, StopIteration):  # changed by another thread meanwhile
             pass
         warn_once(
@@ -266,10 +290,15 @@ class CarbonSpanProcessor(SpanProcessor):
             return
         try:
             values = self._figures(span)
-            # Straight into the span's attribute dict (see the module docstring). No lock: one
-            # dict.update of str keys and plain values runs without releasing the GIL, so
-            # nobody sees it half done; a concurrent set_attribute still takes the SDK's lock.
-            span._attributes._dict.update(values)  # noqa: SLF001
+            # Straight into the span's attribute dict (see the module docstring), within the
+            # span's limits. No lock: one dict.update of str keys and plain values runs
+            # without releasing the GIL, so nobody sees it half done.
+            bounded = span._attributes  # noqa: SLF001
+            target = bounded._dict  # noqa: SLF001
+            kept, dropped = _within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
+            target.update(kept)
+            if dropped:
+                bounded.dropped += dropped
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
             return
@@ -293,25 +322,36 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def _figures(self, span: Any) -> Dict[str, Any]:
         """The carbon attributes for a span that is ending now on this thread."""
-        state = self._open.pop(self._key(span), None)
+        key = self._key(span)
+        state = self._open.pop(key, None)
+        box = self._boxes.pop(key, None) if self._boxes else None
+        handed_off_ns = offload.close(box) if box is not None else 0
         sampler = self._sampler
         tick = sampler.ledger.latest
         if state is None or tick is None:
             return {A.METHOD: A.UNAVAILABLE}
-        cpu0_ns, meter, clock_id, start = state
+        cpu0_ns, meter, clock_id, start, offloaded0_ns = state
         if meter is None:
             tls = _tls
             if clock_id == (tls.clock_id or thread_clock_id()):
                 cpu_ns = read_cpu_ns(tls) - cpu0_ns
                 clock = CLOCK_THREAD
-            else:
+                # plus what its children here handed off; its ancestors here include its own
+                children_ns = offloaded_ns() - offloaded0_ns
+                if handed_off_ns:
+                    add_offloaded_ns(handed_off_ns)
+                handed_off_ns += children_ns
+            else:  # the starting thread's own count is out of reach: this span's own hand-offs
                 now = other_thread_cpu_ns(clock_id)
                 cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
         else:
             cpu_ns = meter.now_ns() - cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
+            children_ns = meter.offloaded_ns - offloaded0_ns
+            meter.offloaded_ns += handed_off_ns
+            handed_off_ns += children_ns
+        cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
         # The price the process paid per CPU-second over the span's window (one price for
         # spans and the process's charge: what conservation needs).
         source = tick if (start is tick or start is None) else prices_between(start, tick)
@@ -322,7 +362,7 @@ class CarbonSpanProcessor(SpanProcessor):
         if simple is not None:  # one component, nothing else: the common case, one dict literal
             name, i = simple
             energy_j = cpu_s * source.price_j_per_cpu_s[i]
-            return {
+            values = {
                 A.CPU_TIME: cpu_s,
                 A.CPU_CLOCK: clock,
                 name: energy_j,
@@ -330,8 +370,11 @@ class CarbonSpanProcessor(SpanProcessor):
                 A.EMISSIONS: energy_j * tick.g_per_j,
                 A.INTENSITY: tick.intensity.g_per_kwh,
                 A.ZONE: tick.intensity.zone,
-                A.METHOD: method,
+                A.METHOD: method if energy_j > 0 or cpu_s == 0 else A.UNAVAILABLE,
             }
+            if handed_off_ns:
+                values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
+            return values
         prices = source.price_j_per_cpu_s
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
         total_j = 0.0
@@ -353,7 +396,10 @@ class CarbonSpanProcessor(SpanProcessor):
         values[A.EMISSIONS] = total_j * tick.g_per_j
         values[A.INTENSITY] = tick.intensity.g_per_kwh
         values[A.ZONE] = tick.intensity.zone
-        values[A.METHOD] = method
+        # no price known yet for CPU time that was spent: missing, not free
+        values[A.METHOD] = method if total_j > 0 or cpu_s == 0 else A.UNAVAILABLE
+        if handed_off_ns:
+            values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
         return values
 
     def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
@@ -444,12 +490,17 @@ def _after_fork_in_child() -> None:
     open-span cap). A child that ends its copy of one exports it marked unavailable."""
     for processor in list(_instances):
         processor._open.clear()
+        processor._boxes.clear()
         if processor._hooks is not None:  # the parent's ticks are not the child's
             processor._on_tick(None)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: our span hooks: a pool that is handed them runs them in place (see otel_carbon.offload)
+_IN_PLACE = (CarbonSpanProcessor,) if cpu_clock.speedups is None else (CarbonSpanProcessor, cpu_clock.speedups.Hooks)
 
 
 def _weak_tick_listener(processor: CarbonSpanProcessor) -> Callable[[Optional[Tick]], None]:
@@ -476,20 +527,59 @@ def _span_id(span: Any) -> int:
     return span.context.span_id  # type: ignore[no-any-return]
 
 
+#: our attributes in the order they are kept when a span's attribute limit leaves no room
+#: for all of them (the rest, in their own order, after these)
+_KEEP_FIRST = (A.ENERGY_TOTAL, A.EMISSIONS, A.METHOD, A.CPU_TIME, A.INTENSITY, A.ZONE, A.CPU_CLOCK, A.CPU_OFFLOADED)
+
+
+def _within_limits(
+    values: Dict[str, Any], present: Any, maxlen: Optional[int], max_value_len: Optional[int]
+) -> Tuple[Dict[str, Any], int]:
+    """The part of ``values`` that fits beside the ``present`` attributes under the span's
+    limits (``SpanLimits``: attribute count, string value length), and how many did not.
+    The application's attributes are never pushed out for ours."""
+    if max_value_len is not None:
+        values = {k: v[:max_value_len] if isinstance(v, str) else v for k, v in values.items()}
+    if maxlen is None or len(present) + len(values) <= maxlen:
+        return values, 0
+    new = [k for k in values if k not in present]
+    room = max(maxlen - len(present), 0)
+    if len(new) <= room:
+        return values, 0
+    ranked = sorted(new, key=lambda k: _KEEP_FIRST.index(k) if k in _KEEP_FIRST else len(_KEEP_FIRST))
+    dropped = set(ranked[room:])
+    return {k: v for k, v in values.items() if k not in dropped}, len(dropped)
+
+
 def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:
-    merged = dict(span.attributes or {})
-    merged.update(values)
+    """A copy of ``span`` with ``values`` added, under the span's limits, its dropped
+    attribute, event and link counts kept (and ours that did not fit counted)."""
+    original = span.attributes or {}
+    maxlen = getattr(original, "maxlen", None)
+    max_value_len = getattr(original, "max_value_len", None)
+    kept, dropped = _within_limits(values, original, maxlen, max_value_len)
+    merged = BoundedAttributes(maxlen, {**original, **kept}, immutable=True, max_value_len=max_value_len)
+    merged.dropped = span.dropped_attributes + dropped
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=merged,
-        events=span.events,
-        links=span.links,
+        events=_bounded(span.events, span.dropped_events),
+        links=_bounded(span.links, span.dropped_links),
         kind=span.kind,
         status=span.status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _bounded(items: Any, dropped: int) -> Any:
+    """``items`` as an SDK bounded list that still says how many were dropped."""
+    if not dropped:
+        return items
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded

@@ -1,0 +1,240 @@
+"""Work handed to other threads is charged to the span that handed it off.
+
+**The rule.** Work handed off at one of the seams below is charged to the span current in
+the context it was handed off from, at that moment (the span OpenTelemetry would make the
+parent of a span started inside the work). The work is timed on the thread that runs it:
+its thread CPU clock over the work, plus whatever spans inside the work handed off in turn.
+That CPU time is added to the span's ``carbon.cpu.time`` when the work finishes (and shown
+as ``carbon.cpu.offloaded``), and so to its energy. Spans opened inside the work get their
+own figures as usual; the span that handed it off includes them ("a parent includes its
+children", across threads), and so do its ancestors on its own thread or task.
+
+**Work that outlives its span** (fire-and-forget) is not charged to the ended span: its CPU
+time goes to no span (the ledger's "unattributed" share) and is counted in
+:func:`late_work` (how many pieces of work, and their CPU seconds).
+
+**Seams** (all installed once per process by :func:`install`, for pools made before or
+after it):
+
+* ``concurrent.futures.ThreadPoolExecutor.submit`` (``map`` calls it; so do
+  ``asyncio.to_thread``, ``loop.run_in_executor`` and asgiref's ``sync_to_async``);
+* ``anyio.to_thread.run_sync`` (Starlette/FastAPI ``def`` endpoints, ``run_in_threadpool``),
+  patched when ``anyio.to_thread`` is imported (now or later);
+* ``threading.Thread.start`` inside a span: the thread's ``run`` is timed. Threads of the
+  pools above, of asyncio, AnyIO, OpenTelemetry and this package are machinery, not work,
+  and are never charged.
+
+**Cost.** With no span open, a hand-off costs one context lookup. Nothing here raises into
+the application: a failure leaves the work unwrapped (and unmeasured) and logs once.
+
+**Span processors run on a pool.** ``ConcurrentMultiSpanProcessor`` hands each processor's
+hooks to its thread pool and waits for them. Our own hooks are run in place instead, on the
+thread that started or ended the span, where its CPU clock is: a few microseconds the
+caller waited for anyway, and the right CPU time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.abc
+import importlib.machinery
+import logging
+import sys
+import threading
+import weakref
+from typing import Any, Callable, Optional, Tuple
+
+from opentelemetry import trace
+
+from otel_carbon import cpu_clock
+from otel_carbon._log import warn_once
+
+_logger = logging.getLogger("otel_carbon")
+
+
+class Box:
+    """CPU ns of work handed off by one open span; closed when the span ends."""
+
+    __slots__ = ("ns", "open")
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.open = True
+
+
+_lock = threading.Lock()
+_late = [0, 0]  # pieces of work that finished after their span ended, and their CPU ns
+
+
+def charge(box: Box, ns: int) -> None:
+    """Add ``ns`` of handed-off work to ``box``, or to the late work if its span ended."""
+    with _lock:
+        if box.open:
+            box.ns += ns
+        else:
+            _late[0] += 1
+            _late[1] += ns
+
+
+def close(box: Box) -> int:
+    """The span of ``box`` ends: the CPU ns charged to it; later work is late work."""
+    with _lock:
+        box.open = False
+        return box.ns
+
+
+def late_work() -> Tuple[int, float]:
+    """(pieces of work, CPU seconds) handed off by spans that ended before the work did."""
+    with _lock:
+        return _late[0], _late[1] / 1e9
+
+
+#: what keeps boxes: objects with ``box_for(span) -> Optional[Box]`` (span processors)
+_trackers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+#: objects whose bound methods a pool runs in place (our span hooks)
+_in_place: Tuple[type, ...] = ()
+_get_current_span = trace.get_current_span
+
+
+def track(tracker: Any, in_place: Tuple[type, ...] = ()) -> None:
+    """Ask ``tracker.box_for(span)`` for the box of each hand-off; run bound methods of
+    ``in_place`` types in place when a thread pool is given them."""
+    global _in_place
+    _trackers.add(tracker)
+    _in_place = tuple({*_in_place, *in_place})
+    install()
+
+
+def current_box() -> Optional[Box]:
+    """The box of the span current here, when a tracker follows that span."""
+    if not _trackers:
+        return None
+    span = _get_current_span()
+    if not span.is_recording():
+        return None
+    for tracker in list(_trackers):
+        box = tracker.box_for(span)
+        if box is not None:
+            return box
+    return None
+
+
+def timed(box: Box, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, timed on the thread that runs it and charged to ``box``."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        tls = cpu_clock._tls
+        start_ns = cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            try:
+                charge(box, max(cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns() - start_ns, 0))
+            except Exception as exc:  # noqa: BLE001 - never raise into the application
+                warn_once(_logger, "offload-charge", "otel_carbon: could not time handed-off work: %r", exc)
+
+    return run
+
+
+def _box_or_none() -> Optional[Box]:
+    try:
+        return current_box()
+    except Exception as exc:  # noqa: BLE001
+        warn_once(_logger, "offload-box", "otel_carbon: could not follow handed-off work: %r", exc)
+        return None
+
+
+# -- seams ----------------------------------------------------------------------------------
+
+_originals: dict = {}
+
+
+def _submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    if _in_place and isinstance(getattr(fn, "__self__", None), _in_place):
+        return _run_in_place(fn, args, kwargs)
+    box = _box_or_none()
+    if box is not None:
+        fn = timed(box, fn)
+    return _originals["submit"](self, fn, *args, **kwargs)
+
+
+def _run_in_place(fn: Any, args: Any, kwargs: Any) -> "concurrent.futures.Future[Any]":
+    future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - the pool would have kept it in the future too
+        future.set_exception(exc)
+    return future
+
+
+#: modules whose threads are machinery (pool workers, exporters, samplers), never charged
+_MACHINERY = ("concurrent.", "asyncio", "anyio", "opentelemetry", "otel_carbon", "asgiref", "threading")
+
+
+def _start(self: threading.Thread) -> None:
+    if _trackers:
+        try:
+            target = getattr(self, "_target", None)
+            if target is None:
+                module = type(self).__module__ or ""
+            else:  # a function, a bound method, or a functools.partial of one
+                module = getattr(target, "__module__", None) or getattr(getattr(target, "func", None), "__module__", "")
+            if not module.startswith(_MACHINERY):
+                box = current_box()
+                if box is not None:
+                    self.run = timed(box, self.run)  # type: ignore[method-assign]
+        except Exception as exc:  # noqa: BLE001
+            warn_once(_logger, "offload-thread", "otel_carbon: could not follow a thread's work: %r", exc)
+    _originals["start"](self)
+
+
+def _patch_anyio(module: Any) -> None:
+    original = getattr(module, "run_sync", None)
+    if original is None or getattr(original, "_otel_carbon", False):
+        return
+
+    async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        box = _box_or_none()
+        return await original(timed(box, func) if box is not None else func, *args, **kwargs)
+
+    run_sync._otel_carbon = True  # type: ignore[attr-defined]
+    run_sync.__doc__ = original.__doc__
+    module.run_sync = run_sync
+
+
+class _AnyioFinder(importlib.abc.MetaPathFinder):
+    """Patches ``anyio.to_thread`` right after it is imported (if it is, ever)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "anyio.to_thread":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_patch(module: Any) -> None:
+            exec_module(module)
+            try:
+                _patch_anyio(module)
+            except Exception as exc:  # noqa: BLE001
+                warn_once(_logger, "offload-anyio", "otel_carbon: could not follow AnyIO worker threads: %r", exc)
+
+        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+def install() -> None:
+    """Install the seams once per process (idempotent)."""
+    with _lock:
+        if _originals:
+            return
+        _originals["submit"] = concurrent.futures.ThreadPoolExecutor.submit
+        _originals["start"] = threading.Thread.start
+        concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
+        threading.Thread.start = _start  # type: ignore[method-assign]
+        if "anyio.to_thread" in sys.modules:
+            _patch_anyio(sys.modules["anyio.to_thread"])
+        else:
+            sys.meta_path.insert(0, _AnyioFinder())
