@@ -17,7 +17,9 @@ time goes to no span (the ledger's "unattributed" share) and is counted in
 after it):
 
 * ``concurrent.futures.ThreadPoolExecutor.submit`` (``map`` calls it; so do
-  ``asyncio.to_thread``, ``loop.run_in_executor`` and asgiref's ``sync_to_async``);
+  ``asyncio.to_thread``, ``loop.run_in_executor`` and asgiref's ``sync_to_async``), and
+  asgiref's ``CurrentThreadExecutor.submit`` (thread-sensitive ``sync_to_async`` under an
+  outer ``async_to_sync``, e.g. an async Django view behind sync middleware);
 * ``anyio.to_thread.run_sync`` (Starlette/FastAPI ``def`` endpoints, ``run_in_threadpool``),
   patched when ``anyio.to_thread`` is imported (now or later);
 * ``threading.Thread.start`` inside a span: the thread's ``run`` is timed. Threads of the
@@ -53,13 +55,18 @@ _logger = logging.getLogger("otel_carbon")
 
 
 class Box:
-    """CPU ns of work handed off by one open span; closed when the span ends."""
+    """CPU ns of work handed off by one open span; closed when the span ends.
 
-    __slots__ = ("ns", "open")
+    ``clock_id``: the CPU clock id of the thread whose clock times the span (None for a span
+    timed per asyncio task). Work handed to that very thread (asgiref's thread-sensitive
+    executor can be it) is already on the span's clock and is not added twice."""
 
-    def __init__(self) -> None:
+    __slots__ = ("ns", "open", "clock_id")
+
+    def __init__(self, clock_id: Optional[int] = None) -> None:
         self.ns = 0
         self.open = True
+        self.clock_id = clock_id
 
 
 _lock = threading.Lock()
@@ -123,6 +130,8 @@ def timed(box: Box, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn``, timed on the thread that runs it and charged to ``box``."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
+        if box.clock_id is not None and box.clock_id == cpu_clock.thread_clock_id():
+            return fn(*args, **kwargs)  # the span's own thread: its clock counts this already
         tls = cpu_clock._tls
         start_ns = cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns()
         try:
@@ -149,13 +158,24 @@ def _box_or_none() -> Optional[Box]:
 _originals: dict = {}
 
 
-def _submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    if _in_place and isinstance(getattr(fn, "__self__", None), _in_place):
-        return _run_in_place(fn, args, kwargs)
-    box = _box_or_none()
-    if box is not None:
-        fn = timed(box, fn)
-    return _originals["submit"](self, fn, *args, **kwargs)
+def _patch_submit(cls: type) -> None:
+    """Time what is submitted to executors of ``cls`` (and its subclasses)."""
+    original = cls.submit  # type: ignore[attr-defined]
+    if getattr(original, "_otel_carbon", False):
+        return
+
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if _in_place and isinstance(getattr(fn, "__self__", None), _in_place):
+            return _run_in_place(fn, args, kwargs)
+        box = _box_or_none()
+        if box is not None:
+            fn = timed(box, fn)
+        return original(self, fn, *args, **kwargs)
+
+    submit._otel_carbon = True  # type: ignore[attr-defined]
+    submit.__doc__ = original.__doc__
+    _originals[cls] = original
+    cls.submit = submit  # type: ignore[attr-defined]
 
 
 def _run_in_place(fn: Any, args: Any, kwargs: Any) -> "concurrent.futures.Future[Any]":
@@ -188,6 +208,13 @@ def _start(self: threading.Thread) -> None:
     _originals["start"](self)
 
 
+def _patch_asgiref(module: Any) -> None:
+    """asgiref runs thread-sensitive ``sync_to_async`` work on the thread of an outer
+    ``async_to_sync`` (Django's sync middleware around an async view) through this
+    executor; otherwise through a ``ThreadPoolExecutor``, patched already."""
+    _patch_submit(module.CurrentThreadExecutor)
+
+
 def _patch_anyio(module: Any) -> None:
     original = getattr(module, "run_sync", None)
     if original is None or getattr(original, "_otel_carbon", False):
@@ -202,11 +229,16 @@ def _patch_anyio(module: Any) -> None:
     module.run_sync = run_sync
 
 
-class _AnyioFinder(importlib.abc.MetaPathFinder):
-    """Patches ``anyio.to_thread`` right after it is imported (if it is, ever)."""
+#: modules with a hand-off seam, patched when imported (now or later)
+_LATER = {"anyio.to_thread": _patch_anyio, "asgiref.current_thread_executor": _patch_asgiref}
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Patches the modules of :data:`_LATER` right after they are imported (if ever)."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "anyio.to_thread":
+        patch = _LATER.get(name)
+        if patch is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -217,9 +249,9 @@ class _AnyioFinder(importlib.abc.MetaPathFinder):
         def exec_and_patch(module: Any) -> None:
             exec_module(module)
             try:
-                _patch_anyio(module)
+                patch(module)
             except Exception as exc:  # noqa: BLE001
-                warn_once(_logger, "offload-anyio", "otel_carbon: could not follow AnyIO worker threads: %r", exc)
+                warn_once(_logger, f"offload:{name}", "otel_carbon: could not follow work handed off in %s: %r", name, exc)
 
         loader.exec_module = exec_and_patch  # type: ignore[method-assign]
         return spec
@@ -230,11 +262,10 @@ def install() -> None:
     with _lock:
         if _originals:
             return
-        _originals["submit"] = concurrent.futures.ThreadPoolExecutor.submit
         _originals["start"] = threading.Thread.start
-        concurrent.futures.ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]
+        _patch_submit(concurrent.futures.ThreadPoolExecutor)
         threading.Thread.start = _start  # type: ignore[method-assign]
-        if "anyio.to_thread" in sys.modules:
-            _patch_anyio(sys.modules["anyio.to_thread"])
-        else:
-            sys.meta_path.insert(0, _AnyioFinder())
+        for name, patch in _LATER.items():
+            if name in sys.modules:
+                patch(sys.modules[name])
+        sys.meta_path.insert(0, _Finder())

@@ -246,11 +246,12 @@ class CarbonSpanProcessor(SpanProcessor):
         """Where work that ``span`` hands to another thread is counted (see
         :mod:`otel_carbon.offload`), if this processor follows the span."""
         key = self._key(span)
-        if key not in self._open:
+        state = self._open.get(key)
+        if state is None:
             return None
         box = self._boxes.get(key)
         if box is None:
-            box = self._boxes.setdefault(key, offload.Box())
+            box = self._boxes.setdefault(key, offload.Box(state[2]))
         return box
 
     def _drop_oldest(self) -> None:
