@@ -556,8 +556,9 @@ def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:
     """A copy of ``span`` with ``values`` added, under the span's limits, its dropped
     attribute, event and link counts kept (and ours that did not fit counted)."""
     original = span.attributes or {}
-    maxlen = getattr(original, "maxlen", None)
-    max_value_len = getattr(original, "max_value_len", None)
+    limited = getattr(span, "_attributes", None)  # the SDK's BoundedAttributes: the limits
+    maxlen = getattr(limited, "maxlen", None)
+    max_value_len = getattr(limited, "max_value_len", None)
     kept, dropped = _within_limits(values, original, maxlen, max_value_len)
     merged = BoundedAttributes(maxlen, {**original, **kept}, immutable=True, max_value_len=max_value_len)
     merged.dropped = span.dropped_attributes + dropped
