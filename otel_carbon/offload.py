@@ -41,6 +41,7 @@ import concurrent.futures
 import importlib.abc
 import importlib.machinery
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -98,23 +99,27 @@ def late_work() -> Tuple[int, float]:
 
 #: what keeps boxes: objects with ``box_for(span) -> Optional[Box]`` (span processors)
 _trackers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+#: their open-span collections: while all are empty, no hand-off can belong to a span
+_opens: Tuple[Any, ...] = ()
 #: objects whose bound methods a pool runs in place (our span hooks)
 _in_place: Tuple[type, ...] = ()
 _get_current_span = trace.get_current_span
 
 
-def track(tracker: Any, in_place: Tuple[type, ...] = ()) -> None:
-    """Ask ``tracker.box_for(span)`` for the box of each hand-off; run bound methods of
-    ``in_place`` types in place when a thread pool is given them."""
-    global _in_place
+def track(tracker: Any, opened: Any, in_place: Tuple[type, ...] = ()) -> None:
+    """Ask ``tracker.box_for(span)`` for the box of each hand-off while ``opened`` (its
+    open spans) is not empty; run bound methods of ``in_place`` types in place when a
+    thread pool is given them."""
+    global _in_place, _opens
     _trackers.add(tracker)
+    _opens = (*_opens, opened)
     _in_place = tuple({*_in_place, *in_place})
     install()
 
 
 def current_box() -> Optional[Box]:
     """The box of the span current here, when a tracker follows that span."""
-    if not _trackers:
+    if not any(_opens):
         return None
     span = _get_current_span()
     if not span.is_recording():
@@ -130,16 +135,23 @@ def timed(box: Box, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn``, timed on the thread that runs it and charged to ``box``."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        if box.clock_id is not None and box.clock_id == cpu_clock.thread_clock_id():
-            return fn(*args, **kwargs)  # the span's own thread: its clock counts this already
         tls = cpu_clock._tls
-        start_ns = cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns()
+        try:
+            if box.clock_id is not None and box.clock_id == cpu_clock.thread_clock_id():
+                start_ns = None  # the span's own thread: its clock counts this work already
+            else:
+                start_ns = cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns()
+        except Exception as exc:  # noqa: BLE001 - never raise into the application
+            warn_once(_logger, "offload-charge", "otel_carbon: could not time handed-off work: %r", exc)
+            start_ns = None
+        if start_ns is None:
+            return fn(*args, **kwargs)
         try:
             return fn(*args, **kwargs)
         finally:
             try:
                 charge(box, max(cpu_clock.read_cpu_ns(tls) + cpu_clock.offloaded_ns() - start_ns, 0))
-            except Exception as exc:  # noqa: BLE001 - never raise into the application
+            except Exception as exc:  # noqa: BLE001
                 warn_once(_logger, "offload-charge", "otel_carbon: could not time handed-off work: %r", exc)
 
     return run
@@ -165,11 +177,16 @@ def _patch_submit(cls: type) -> None:
         return
 
     def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if _in_place and isinstance(getattr(fn, "__self__", None), _in_place):
+        try:
+            in_place = bool(_in_place) and isinstance(getattr(fn, "__self__", None), _in_place)
+        except Exception:  # noqa: BLE001 - an odd callable: not ours
+            in_place = False
+        if in_place:
             return _run_in_place(fn, args, kwargs)
-        box = _box_or_none()
-        if box is not None:
-            fn = timed(box, fn)
+        if any(_opens):  # else no span is open anywhere: the callable goes on untouched
+            box = _box_or_none()
+            if box is not None:
+                fn = timed(box, fn)
         return original(self, fn, *args, **kwargs)
 
     submit._otel_carbon = True  # type: ignore[attr-defined]
@@ -192,7 +209,7 @@ _MACHINERY = ("concurrent.", "asyncio", "anyio", "opentelemetry", "otel_carbon",
 
 
 def _start(self: threading.Thread) -> None:
-    if _trackers:
+    if any(_opens):
         try:
             target = getattr(self, "_target", None)
             if target is None:
@@ -255,6 +272,16 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         loader.exec_module = exec_and_patch  # type: ignore[method-assign]
         return spec
+
+
+def _after_fork_in_child() -> None:
+    """A fork can happen while another thread holds the lock: the child gets a fresh one."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install() -> None:

@@ -158,7 +158,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._use_compiled_hooks(cpu_clock.speedups)
         _instances.add(self)
         install()
-        offload.track(self, in_place=_IN_PLACE)
+        offload.track(self, self._open, in_place=_IN_PLACE)
 
     def _use_compiled_hooks(self, compiled: Any) -> None:
         """Bind the compiled span path (``_speedups.c``). It does the common case and hands
