@@ -437,12 +437,13 @@ typedef struct {
     /* pushed by the processor when it decides them (sync) */
     int ready;                /* the first span's resource was seen */
     int listeners;            /* span listeners (metrics) are attached */
-    PyObject *simple_name;    /* the one component's attribute name, or NULL: not simple */
-    Py_ssize_t simple_index;
+    PyObject *components;     /* the layout's attribute names (a tuple), or NULL: not compiled */
+    Py_ssize_t n_components;
+    Py_ssize_t *component_index; /* each one's index in the tick's prices */
     Py_ssize_t max_open;
     /* the figures of `tick`, loaded on first use */
     PyObject *tick;
-    double price;
+    double *prices;           /* per component, layout order (and n_components doubles of scratch) */
     double g_per_j;
     long long tick_t_ns;
     PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
@@ -469,7 +470,7 @@ Hooks_traverse(Hooks *self, visitproc visit, void *arg)
     Py_VISIT(self->notify);
     Py_VISIT(self->names);
     Py_VISIT(self->latest);
-    Py_VISIT(self->simple_name);
+    Py_VISIT(self->components);
     Py_VISIT(self->tick);
     Py_VISIT(self->figures);
     return 0;
@@ -487,7 +488,7 @@ Hooks_clear(Hooks *self)
     Py_CLEAR(self->notify);
     Py_CLEAR(self->names);
     Py_CLEAR(self->latest);
-    Py_CLEAR(self->simple_name);
+    Py_CLEAR(self->components);
     Py_CLEAR(self->tick);
     Py_CLEAR(self->figures);
     return 0;
@@ -498,6 +499,8 @@ Hooks_dealloc(Hooks *self)
 {
     PyObject_GC_UnTrack(self);
     Hooks_clear(self);
+    PyMem_Free(self->component_index);
+    PyMem_Free(self->prices);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -534,20 +537,49 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* sync(ready, simple_name or None, simple_index, listeners) */
+/* sync(ready, components: ((name, index), ...) or None, listeners) */
 static PyObject *
 Hooks_sync(Hooks *self, PyObject *args)
 {
     int ready, listeners;
-    PyObject *simple_name;
-    Py_ssize_t simple_index;
-    if (!PyArg_ParseTuple(args, "pOnp:sync", &ready, &simple_name, &simple_index, &listeners))
+    PyObject *layout;
+    if (!PyArg_ParseTuple(args, "pOp:sync", &ready, &layout, &listeners))
         return NULL;
+    Py_CLEAR(self->tick); /* load the tick's figures again */
+    Py_CLEAR(self->components);
+    self->n_components = 0;
+    if (layout != Py_None) {
+        Py_ssize_t n = PyTuple_Check(layout) ? PyTuple_GET_SIZE(layout) : -1;
+        if (n < 1) {
+            PyErr_SetString(PyExc_ValueError, "components must be a non-empty tuple of (name, index)");
+            return NULL;
+        }
+        PyObject *names = PyTuple_New(n);
+        Py_ssize_t *index = PyMem_Realloc(self->component_index, n * sizeof(Py_ssize_t));
+        /* the prices, then as many doubles of scratch for a span's energies */
+        double *prices = index ? PyMem_Realloc(self->prices, 2 * n * sizeof(double)) : NULL;
+        if (index)
+            self->component_index = index;
+        if (prices)
+            self->prices = prices;
+        if (names == NULL || index == NULL || prices == NULL) {
+            Py_XDECREF(names);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *name, *item = PyTuple_GET_ITEM(layout, i);
+            if (!PyArg_ParseTuple(item, "Un:sync", &name, &index[i])) {
+                Py_DECREF(names);
+                return NULL;
+            }
+            Py_INCREF(name);
+            PyTuple_SET_ITEM(names, i, name);
+        }
+        self->components = names;
+        self->n_components = n;
+    }
     self->ready = ready;
     self->listeners = listeners;
-    set_ref(&self->simple_name, simple_name == Py_None ? NULL : simple_name);
-    self->simple_index = simple_index;
-    Py_CLEAR(self->tick); /* load the tick's figures again */
     Py_RETURN_NONE;
 }
 
@@ -659,22 +691,56 @@ get_float_attr(PyObject *obj, PyObject *name, double *out)
     return v;
 }
 
-/* Load the figures of the latest tick: its price for the one component, g CO2e per J,
- * time, and the constant attributes in `figures`. */
+/* A tick's prices of the layout's components, in layout order, into `out`. */
+static int
+tick_prices(PyObject *tick, PyObject *price_name, const Py_ssize_t *index, Py_ssize_t n, double *out)
+{
+    PyObject *prices = PyObject_GetAttr(tick, price_name);
+    if (prices == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *price = PySequence_GetItem(prices, index[i]);
+        out[i] = price ? PyFloat_AsDouble(price) : -1.0;
+        Py_XDECREF(price);
+        if (price == NULL || (out[i] == -1.0 && PyErr_Occurred())) {
+            Py_DECREF(prices);
+            return -1;
+        }
+    }
+    Py_DECREF(prices);
+    return 0;
+}
+
+/* attribution.attribute() for work priced by the tick it started in, with a compiled layout
+ * (components only): joules per component, their total added left to right, g CO2e.
+ * Returns whether the figure is unavailable: a stale tick, or CPU time with no price. */
+static int
+attribute_c(double cpu_s, const double *prices, Py_ssize_t n, double g_per_j, int stale, double *energy_j,
+            double *total_j, double *emissions_g)
+{
+    double total = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        energy_j[i] = cpu_s * prices[i];
+        total += energy_j[i];
+    }
+    *total_j = total;
+    *emissions_g = total * g_per_j;
+    return stale || (cpu_s > 0 && !(total > 0));
+}
+
+/* Load the figures of the latest tick: its prices for the layout's components, g CO2e per
+ * J, time, and the constant attributes in `figures`. */
 static int
 load_tick(Hooks *self, PyObject *tick)
 {
-    PyObject *prices = NULL, *price = NULL, *g = NULL, *t = NULL, *intensity = NULL;
+    PyObject *g = NULL, *t = NULL, *intensity = NULL;
     PyObject *g_per_kwh = NULL, *zone = NULL, *method = NULL, *figures = NULL;
-    double price_d, g_d;
+    double g_d;
     long long t_ns;
     int ok = -1;
 
-    prices = PyObject_GetAttr(tick, NAME(N_PRICE));
-    if (prices == NULL || (price = PySequence_GetItem(prices, self->simple_index)) == NULL)
-        goto done;
-    price_d = PyFloat_AsDouble(price);
-    if ((price_d == -1.0 && PyErr_Occurred()) || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
+    if (tick_prices(tick, NAME(N_PRICE), self->component_index, self->n_components, self->prices) < 0
+        || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
         goto done;
     if ((t = PyObject_GetAttr(tick, NAME(N_T_NS))) == NULL)
         goto done;
@@ -686,14 +752,17 @@ load_tick(Hooks *self, PyObject *tick)
         goto done;
     /* One insertion order for every span: the order of the Python path's dict literal. */
     if ((figures = PyDict_New()) == NULL || PyDict_SetItem(figures, NAME(N_CPU_TIME), Py_None) < 0
-        || PyDict_SetItem(figures, NAME(N_CPU_CLOCK), NAME(N_CLOCK_THREAD)) < 0
-        || PyDict_SetItem(figures, self->simple_name, Py_None) < 0
-        || PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_CPU_CLOCK), NAME(N_CLOCK_THREAD)) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < self->n_components; i++) {
+        if (PyDict_SetItem(figures, PyTuple_GET_ITEM(self->components, i), Py_None) < 0)
+            goto done;
+    }
+    if (PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_EMISSIONS), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_INTENSITY), g_per_kwh) < 0
         || PyDict_SetItem(figures, NAME(N_ZONE), zone) < 0 || PyDict_SetItem(figures, NAME(N_METHOD), method) < 0)
         goto done;
-    self->price = price_d;
     self->g_per_j = g_d;
     self->tick_t_ns = t_ns;
     Py_XSETREF(self->figures, figures);
@@ -702,8 +771,6 @@ load_tick(Hooks *self, PyObject *tick)
     set_ref(&self->tick, tick);
     ok = 0;
 done:
-    Py_XDECREF(prices);
-    Py_XDECREF(price);
     Py_XDECREF(g);
     Py_XDECREF(t);
     Py_XDECREF(intensity);
@@ -772,7 +839,7 @@ static int
 fast_on_ending(Hooks *self, PyObject *span)
 {
     PyObject *tick = self->latest;
-    if (self->simple_name == NULL || tick == Py_None)
+    if (self->components == NULL || tick == Py_None)
         return 0;
     PyObject *key = PyLong_FromVoidPtr(span);
     if (key == NULL)
@@ -841,9 +908,10 @@ fast_on_ending(Hooks *self, PyObject *span)
     }
     cpu_ns -= cpu0_ns;
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
-    double energy_j = cpu_s * self->price;
-    /* a stale tick, or no price yet for CPU time that was spent: carbon.method=unavailable */
-    int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns || (energy_j == 0.0 && cpu_s > 0.0);
+    Py_ssize_t n = self->n_components;
+    double *energy_j = self->prices + n, total_j, emissions_g;
+    int stale = attribute_c(cpu_s, self->prices, n, self->g_per_j,
+                            (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns, energy_j, &total_j, &emissions_g);
     /* The numbers go into the shared template only when it is merged at once into a plain
      * dict: no Python code runs in between, so no other thread can touch the template.
      * Otherwise (a stale tick, listeners that keep the figures, another mapping type)
@@ -858,9 +926,13 @@ fast_on_ending(Hooks *self, PyObject *span)
     if (shared)
         Py_INCREF(figures);
     rc = -1;
-    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0 || put_float(figures, self->simple_name, energy_j) < 0
-        || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
-        || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
+    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (put_float(figures, PyTuple_GET_ITEM(self->components, i), energy_j[i]) < 0)
+            goto done;
+    }
+    if (put_float(figures, NAME(N_ENERGY_TOTAL), total_j) < 0 || put_float(figures, NAME(N_EMISSIONS), emissions_g) < 0)
         goto done;
     if (clock != self->figures_clock) {
         if (PyDict_SetItem(figures, NAME(N_CPU_CLOCK), clock) < 0)
@@ -906,13 +978,61 @@ Hooks_on_end(Hooks *self, PyObject *span)
     Py_RETURN_NONE; /* drop-in: the figures are in the span since _on_ending */
 }
 
+/* attribute(cpu_s, tick, indices, stale) -> (energies, total_j, emissions_g, unavailable):
+ * the arithmetic of the span path's figures (attribute_c), on a tick, for the tests. */
+static PyObject *
+attribute_py(PyObject *module, PyObject *args)
+{
+    double cpu_s, g_per_j;
+    PyObject *tick, *indices, *price_name, *g_name;
+    int stale;
+    if (!PyArg_ParseTuple(args, "dOO!p:attribute", &cpu_s, &tick, &PyTuple_Type, &indices, &stale))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(indices);
+    Py_ssize_t *index = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
+    double *buf = PyMem_Malloc((n ? 2 * n : 1) * sizeof(double));
+    PyObject *result = NULL, *energies = NULL, *g = NULL;
+    price_name = PyUnicode_InternFromString("price_j_per_cpu_s");
+    g_name = PyUnicode_InternFromString("g_per_j");
+    if (index == NULL || buf == NULL || price_name == NULL || g_name == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        index[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(indices, i));
+        if (index[i] == -1 && PyErr_Occurred())
+            goto done;
+    }
+    if (tick_prices(tick, price_name, index, n, buf) < 0 || (g = get_float_attr(tick, g_name, &g_per_j)) == NULL)
+        goto done;
+    double total_j, emissions_g;
+    int unavailable = attribute_c(cpu_s, buf, n, g_per_j, stale, buf + n, &total_j, &emissions_g);
+    if ((energies = PyTuple_New(n)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyFloat_FromDouble(buf[n + i]);
+        if (v == NULL)
+            goto done;
+        PyTuple_SET_ITEM(energies, i, v);
+    }
+    result = Py_BuildValue("(Oddi)", energies, total_j, emissions_g, unavailable);
+done:
+    PyMem_Free(index);
+    PyMem_Free(buf);
+    Py_XDECREF(price_name);
+    Py_XDECREF(g_name);
+    Py_XDECREF(energies);
+    Py_XDECREF(g);
+    return result;
+}
+
 static PyMethodDef Hooks_methods[] = {
     {"on_start", (PyCFunction)(void (*)(void))Hooks_on_start, METH_FASTCALL | METH_KEYWORDS,
      "SpanProcessor.on_start (common case in C)."},
     {"on_ending", (PyCFunction)Hooks_on_ending, METH_O, "SpanProcessor._on_ending (common case in C)."},
     {"on_end", (PyCFunction)Hooks_on_end, METH_O, "SpanProcessor.on_end (nothing to do in drop-in mode)."},
     {"sync", (PyCFunction)Hooks_sync, METH_VARARGS,
-     "sync(ready, simple_name, simple_index, listeners): what the processor decided."},
+     "sync(ready, components, listeners): what the processor decided."},
     {"set_tick", (PyCFunction)Hooks_set_tick, METH_VARARGS,
      "set_tick(tick, quiet, stale_after_ns): the sampler's latest tick and state."},
     {NULL, NULL, 0, NULL},
@@ -945,6 +1065,7 @@ static PyMethodDef module_methods[] = {
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
     {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
     {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
+    {"attribute", attribute_py, METH_VARARGS, "attribute(cpu_s, tick, indices, stale): the span path's figures."},
     {NULL, NULL, 0, NULL},
 };
 

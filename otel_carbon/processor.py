@@ -67,7 +67,8 @@ from otel_carbon.cpu_clock import (
     speedups,
     thread_clock_id,
 )
-from otel_carbon.ledger import Tick, prices_between
+from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for
+from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
@@ -145,9 +146,7 @@ class CarbonSpanProcessor(SpanProcessor):
         self.dropped_open_spans = 0
         self._sampler = sampler if sampler is not None else get_sampler()
         self._layout_for: Any = None
-        self._layout: List[Tuple[str, int]] = []
-        self._simple: Optional[Tuple[str, int]] = None  # the layout when it is one component only
-        self._has_gpu = False
+        self._layout = Layout(())
         self._resource_seen = False
         self._shutdown = False
         self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
@@ -200,13 +199,8 @@ class CarbonSpanProcessor(SpanProcessor):
     def _sync_hooks(self) -> None:
         """Tell the compiled hooks what they mirror (after any of it changes)."""
         if self._hooks is not None:
-            simple = self._simple
-            self._hooks.sync(
-                self._resource_seen,
-                simple[0] if simple else None,
-                simple[1] if simple else 0,
-                bool(self._listeners),
-            )
+            layout = self._layout
+            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, bool(self._listeners))
 
     # -- span start -------------------------------------------------------------------
 
@@ -219,6 +213,8 @@ class CarbonSpanProcessor(SpanProcessor):
                 # The compiled hooks sent this span here (first span, idle back-off, or a
                 # running loop): tell them the sampler is awake now, not at its next tick.
                 self._on_tick(sampler.ledger.latest)
+            if not self._resource_seen:  # once, before the clock is read: not the span's work
+                self._first_resource(span)
             tls = _tls
             if current_owner() is None:  # not inside a timed asyncio task step: the thread clock
                 clock_id = tls.clock_id
@@ -235,8 +231,6 @@ class CarbonSpanProcessor(SpanProcessor):
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
                 self._drop_oldest()
-            if not self._resource_seen:
-                self._first_resource(span)
         except Exception as exc:  # noqa: BLE001 - never raise into the application
             warn_once(_logger, "on_start", "otel_carbon: on_start failed: %r", exc)
         for p in self._wrapped:
@@ -353,86 +347,38 @@ class CarbonSpanProcessor(SpanProcessor):
             meter.offloaded_ns += handed_off_ns
             handed_off_ns += children_ns
         cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
-        # The price the process paid per CPU-second over the span's window (one price for
-        # spans and the process's charge: what conservation needs).
-        source = tick if (start is tick or start is None) else prices_between(start, tick)
-        method = A.UNAVAILABLE if _monotonic_ns() - tick.t_ns > sampler.stale_after_ns else tick.method
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        simple = self._simple
-        if simple is not None:  # one component, nothing else: the common case, one dict literal
-            name, i = simple
-            energy_j = cpu_s * source.price_j_per_cpu_s[i]
-            values = {
-                A.CPU_TIME: cpu_s,
-                A.CPU_CLOCK: clock,
-                name: energy_j,
-                A.ENERGY_TOTAL: energy_j,
-                A.EMISSIONS: energy_j * tick.g_per_j,
-                A.INTENSITY: tick.intensity.g_per_kwh,
-                A.ZONE: tick.intensity.zone,
-                A.METHOD: method if energy_j > 0 or cpu_s == 0 else A.UNAVAILABLE,
-            }
-            if handed_off_ns:
-                values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
-            return values
-        prices = source.price_j_per_cpu_s
+        layout = self._layout
+        now_ns = _monotonic_ns()
+        gpu_j = 0.0
+        if layout.gpu:
+            start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            wall_ns = end_ns - start_ns if start_ns and end_ns else None
+            gpu_j = gpu_share_j(start, tick, now_ns - tick.t_ns, wall_ns)
+        figures = attribute(cpu_s, start, tick, layout, now_ns - tick.t_ns > sampler.stale_after_ns, gpu_j)
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
-        total_j = 0.0
-        for name, i in self._layout:
-            energy_j = cpu_s * prices[i]
+        for (name, _), energy_j in zip(layout.components, figures.energy_j):
             values[name] = energy_j
-            total_j += energy_j
-        if self._has_gpu:
-            gpu_j = self._gpu_j(span, start, tick)
-            values[A.ENERGY_GPU] = gpu_j
-            total_j += gpu_j
-        if self._idle:
-            idle_j = cpu_s * source.idle_price_j_per_cpu_s
-            values[A.ENERGY_IDLE] = idle_j
-            total_j += idle_j
-        if self._embodied_g_per_s:
-            values[A.EMBODIED] = cpu_s * source.wall_s_per_busy_s * self._embodied_g_per_s
-        values[A.ENERGY_TOTAL] = total_j
-        values[A.EMISSIONS] = total_j * tick.g_per_j
+        if figures.gpu_j is not None:
+            values[A.ENERGY_GPU] = figures.gpu_j
+        if figures.idle_j is not None:
+            values[A.ENERGY_IDLE] = figures.idle_j
+        if figures.embodied_g is not None:
+            values[A.EMBODIED] = figures.embodied_g
+        values[A.ENERGY_TOTAL] = figures.total_j
+        values[A.EMISSIONS] = figures.emissions_g
         values[A.INTENSITY] = tick.intensity.g_per_kwh
         values[A.ZONE] = tick.intensity.zone
-        # no price known yet for CPU time that was spent: missing, not free
-        values[A.METHOD] = method if total_j > 0 or cpu_s == 0 else A.UNAVAILABLE
+        values[A.METHOD] = figures.method
         if handed_off_ns:
             values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
         return values
 
-    def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
-        """Share of the process's GPU energy: cumulative per-open-span energy between the
-        start and latest ticks, plus the latest per-span power since the latest tick.
-
-        Span timestamps are wall-clock time, which can jump: a span's wall duration is used
-        only when it started after the latest tick, and then no longer than the monotonic
-        time since that tick. A span that started before the first tick pays from the first
-        tick on (the ledger knows nothing earlier)."""
-        since_ns = max(_monotonic_ns() - tick.t_ns, 0)
-        if start is tick:
-            start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
-            if start_ns and end_ns:
-                since_ns = min(max(end_ns - start_ns, 0), since_ns)
-            return tick.gpu_per_span_w * since_ns / 1e9
-        start_j = start.gpu_per_span_j if start is not None else 0.0
-        return max(tick.gpu_per_span_j - start_j, 0.0) + tick.gpu_per_span_w * since_ns / 1e9
-
     def _refresh_layout(self) -> None:
-        """Which per-component attributes this host has: a component is shown when its
-        sensor can have active energy (a static-only model, like memory's, is not)."""
+        """Which per-component attributes this host has (see :func:`layout_for`)."""
         sampler = self._sampler
-        names = {A.CPU: A.ENERGY_CPU, A.MEMORY: A.ENERGY_MEMORY}
-        layout = []
-        for i, sensor in enumerate(sampler.sensors):
-            if sensor.idle_power_w < getattr(sensor, "power_w", float("inf")) and sensor.component in names:
-                layout.append((names[sensor.component], i))
-        self._layout = layout
-        self._has_gpu = bool(sampler.gpus)
-        plain = len(layout) == 1 and not (self._has_gpu or self._idle or self._embodied_g_per_s)
-        self._simple = layout[0] if plain else None
+        self._layout = layout_for(sampler.sensors, bool(sampler.gpus), self._idle, self._embodied_g_per_s)
         self._layout_for = sampler.ledger
         self._sync_hooks()
 
