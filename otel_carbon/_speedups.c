@@ -11,7 +11,10 @@
  *     (cpu_clock.TaskMeter, meter_for_span, _begin, _finish), with the same rules;
  *   - Hooks: on_start / _on_ending / on_end for a drop-in CarbonSpanProcessor, doing the
  *     common case only (a span on the thread clock, started and ended on one thread, or on
- *     its task's meter; priced by the tick current at its start; one component). Anything else -- and
+ *     its task's meter; priced by the tick current at its start; no work handed to other
+ *     threads; room for its attributes within the span's limits; any number of components,
+ *     no GPU, idle or embodied figures). Its arithmetic is attribute_c, the mirror of
+ *     otel_carbon.attribution.attribute and nothing else. Anything else -- and
  *     any error -- is handed to the processor's Python methods, which do the same work in
  *     full and catch everything. The Python processor tells the hooks what they mirror
  *     (layout, listeners, whether the resource was seen) through Hooks.sync();

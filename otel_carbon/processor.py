@@ -12,10 +12,12 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
 * **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
   the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.
 
-Attribution (see docs/attribution.md and :mod:`otel_carbon.ledger`): a span pays
-``carbon.cpu.time x price`` per component, where the price is the active joules per busy
-host CPU-second over the span's window (or the trailing price of the latest tick for spans
-shorter than the price window); GPU energy is the process's share split among open spans.
+Attribution (see docs/attribution.md and :mod:`otel_carbon.attribution`, the one function
+that prices a span): a span pays ``carbon.cpu.time x price`` per component, where the price
+is the active joules per busy host CPU-second over the span's window (or the trailing price
+of the latest tick for spans shorter than the price window); GPU energy is the process's
+share split among open spans. ``carbon.cpu.time`` includes the work the span handed to
+other threads (:mod:`otel_carbon.offload`).
 Nothing here reads a sensor or a file: the span path costs one or two CPU-clock reads (a
 span starting right after another clock read on its thread reuses it: see
 :mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
@@ -24,7 +26,8 @@ span starting right after another clock read on its thread reuses it: see
 is not ``off``), a drop-in processor whose class keeps these hooks binds the C ones as
 instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case
 -- a span on its thread's clock or its asyncio task's meter that ends within the tick it
-started in, one component, plain layout -- and call the methods below for everything else
+started in, that handed no work to other threads, with fitting span limits, any number of
+components without GPU, idle or embodied figures -- and call the methods below for everything else
 and on any error, so those stay the reference. The C side reads no Python attribute per span: this class pushes the
 sampler's latest tick and idle state to it from a tick listener (:meth:`_on_tick`), and its
 layout, listeners and first-resource flag when they change (:meth:`_sync_hooks`). A span
