@@ -97,9 +97,10 @@ def late_work() -> Tuple[int, float]:
         return _late[0], _late[1] / 1e9
 
 
-#: what keeps boxes: objects with ``box_for(span) -> Optional[Box]`` (span processors)
-_trackers: "weakref.WeakSet[Any]" = weakref.WeakSet()
-#: their open-span collections: while all are empty, no hand-off can belong to a span
+#: what keeps boxes: (open spans, weak reference to an object with ``box_for(span) ->
+#: Optional[Box]``), span processors; while every collection of open spans is empty, no
+#: hand-off can belong to a span
+_tracked: Tuple[Tuple[Any, "weakref.ref[Any]"], ...] = ()
 _opens: Tuple[Any, ...] = ()
 #: objects whose bound methods a pool runs in place (our span hooks)
 _in_place: Tuple[type, ...] = ()
@@ -110,11 +111,18 @@ def track(tracker: Any, opened: Any, in_place: Tuple[type, ...] = ()) -> None:
     """Ask ``tracker.box_for(span)`` for the box of each hand-off while ``opened`` (its
     open spans) is not empty; run bound methods of ``in_place`` types in place when a
     thread pool is given them."""
-    global _in_place, _opens
-    _trackers.add(tracker)
-    _opens = (*_opens, opened)
+    global _in_place, _opens, _tracked
+    _tracked = (*((o, r) for o, r in _tracked if r() is not None), (opened, weakref.ref(tracker)))
+    _opens = tuple(o for o, _ in _tracked)
     _in_place = tuple({*_in_place, *in_place})
     install()
+
+
+def untrack(tracker: Any) -> None:
+    """Stop asking ``tracker`` (shut down)."""
+    global _opens, _tracked
+    _tracked = tuple((o, r) for o, r in _tracked if r() is not None and r() is not tracker)
+    _opens = tuple(o for o, _ in _tracked)
 
 
 def current_box() -> Optional[Box]:
@@ -124,10 +132,12 @@ def current_box() -> Optional[Box]:
     span = _get_current_span()
     if not span.is_recording():
         return None
-    for tracker in list(_trackers):
-        box = tracker.box_for(span)
-        if box is not None:
-            return box
+    for opened, ref in _tracked:
+        if opened:
+            tracker = ref()
+            box = tracker.box_for(span) if tracker is not None else None
+            if box is not None:
+                return box
     return None
 
 

@@ -415,6 +415,7 @@ class CarbonSpanProcessor(SpanProcessor):
         if self._shutdown:
             return
         self._shutdown = True
+        offload.untrack(self)
         self._sampler.unregister_span_counter(self._counter)
         if self._hooks is not None:
             self._sampler.remove_tick_listener(self._tick_listener)
