@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
