@@ -266,6 +266,17 @@ work of the tracked span: correct when tracked calls overlap in one process) or 
 (everything the host drew, idle included, like CodeCarbon's machine mode)."""
 
 
+OTEL_CARBON_CSV_SAFE = "OTEL_CARBON_CSV_SAFE"
+"""``off`` (default) or ``on``: in ``emissions.csv``, prefix a text cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return with ``'`` so a spreadsheet shows it
+as text instead of running it as a formula. Off by default: CodeCarbon writes such cells as
+they are, and files shared with it stay byte-compatible."""
+
+
+def csv_safe() -> bool:
+    return env_choice(OTEL_CARBON_CSV_SAFE, "off", "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
+
+
 def save_to_file_default() -> bool:
     return env_choice(OTEL_CARBON_SAVE_TO_FILE, "true", "true", "false", "1", "0", "yes", "no") in ("true", "1", "yes")
 

@@ -381,6 +381,10 @@ class CarbonSetup:
         self.owns_meter_provider = owns_meter_provider
         self.resource = resource
         self._key = key
+        #: called by a later configure() with different arguments (all of them, as keywords);
+        #: True when it took care of them (``otel-carbon run`` adopts the program's own
+        #: service name this way), else the usual "already called" warning follows.
+        self.on_configure_again: Optional[Any] = None
         self._lock = threading.Lock()
         self._shutdown = False
 
@@ -481,7 +485,12 @@ def configure(
     global _current
     with _configure_lock:
         if set_global and _current is not None:
-            if _current._key != key:
+            again = _current.on_configure_again
+            if _current._key != key and not (again is not None and again(
+                service_name=service_name, traces_exporter=traces_exporter, metrics_exporter=metrics_exporter,
+                metrics=metrics, resource_attributes=resource_attributes,
+                span_attribute_allowlist=span_attribute_allowlist, set_global=set_global,
+            )):
                 warn_once(_logger, "configure-again", "otel_carbon: configure() was already called; its first setup is "
                           "kept and these arguments are ignored")
             return _current
