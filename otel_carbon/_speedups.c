@@ -24,12 +24,19 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+/* Member types: Python.h has the Py_T_* names from 3.12 (structmember.h's T_* are deprecated). */
+#if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_T_LONGLONG T_LONGLONG
+#define Py_T_BOOL T_BOOL
+#define Py_T_INT T_INT
+#endif
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define CLOCK_REUSE_NS 50000LL
 
@@ -281,12 +288,12 @@ static PyMethodDef TaskMeter_methods[] = {
 };
 
 static PyMemberDef TaskMeter_members[] = {
-    {"owner", T_OBJECT_EX, offsetof(TaskMeter, owner), 0, NULL},
-    {"acc_ns", T_LONGLONG, offsetof(TaskMeter, acc_ns), 0, NULL},
-    {"step_t0_ns", T_LONGLONG, offsetof(TaskMeter, step_t0_ns), 0, NULL},
-    {"in_step", T_BOOL, offsetof(TaskMeter, in_step), 0, NULL},
-    {"open_spans", T_INT, offsetof(TaskMeter, open_spans), 0, NULL},
-    {"offloaded_ns", T_LONGLONG, offsetof(TaskMeter, offloaded_ns), 0, NULL},
+    {"owner", Py_T_OBJECT_EX, offsetof(TaskMeter, owner), 0, NULL},
+    {"acc_ns", Py_T_LONGLONG, offsetof(TaskMeter, acc_ns), 0, NULL},
+    {"step_t0_ns", Py_T_LONGLONG, offsetof(TaskMeter, step_t0_ns), 0, NULL},
+    {"in_step", Py_T_BOOL, offsetof(TaskMeter, in_step), 0, NULL},
+    {"open_spans", Py_T_INT, offsetof(TaskMeter, open_spans), 0, NULL},
+    {"offloaded_ns", Py_T_LONGLONG, offsetof(TaskMeter, offloaded_ns), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1053,30 +1060,54 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* PyModule_AddObjectRef (3.10+) for 3.9 too: the module takes a new reference. */
+static int
+add_ref(PyObject *module, const char *name, PyObject *value)
+{
+    return PyObject_SetAttrString(module, name, value);
+}
+
+static int
+module_exec(PyObject *module)
+{
+    if (PyType_Ready(&HooksType) < 0 || PyType_Ready(&TaskMeterType) < 0)
+        return -1;
+    if (meter_var == NULL && (meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None)) == NULL)
+        return -1;
+    if (add_ref(module, "TaskMeter", (PyObject *)&TaskMeterType) < 0 || add_ref(module, "METER", meter_var) < 0 ||
+        add_ref(module, "Hooks", (PyObject *)&HooksType) < 0 ||
+        PyModule_AddIntConstant(module, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0)
+        return -1;
+    return 0;
+}
+
+/* Multi-phase initialisation. The types are static and the thread-clock and owner state is
+ * per thread, not per interpreter: one interpreter only. The hooks rely on the GIL (their
+ * stores into a span's attributes are seen all at once, as the Python dict.update was), so
+ * the GIL is declared used; on a free-threaded build cpu_clock does not import this module
+ * at all (the pure-Python path), so the host's GIL stays off. */
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "otel_carbon._speedups", "The span path in C (optional).", -1, module_methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "otel_carbon._speedups",
+    .m_doc = "The span path in C (optional).",
+    .m_size = 0,
+    .m_methods = module_methods,
+    .m_slots = module_slots,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&HooksType) < 0 || PyType_Ready(&TaskMeterType) < 0)
-        return NULL;
-    if (meter_var == NULL && (meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None)) == NULL)
-        return NULL;
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&HooksType);
-    Py_INCREF(&TaskMeterType);
-    Py_INCREF(meter_var);
-    if (PyModule_AddObject(m, "TaskMeter", (PyObject *)&TaskMeterType) < 0 ||
-        PyModule_AddObject(m, "METER", meter_var) < 0 ||
-        PyModule_AddObject(m, "Hooks", (PyObject *)&HooksType) < 0 ||
-        PyModule_AddIntConstant(m, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0) {
-        Py_DECREF(&HooksType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModuleDef_Init(&module_def);
 }

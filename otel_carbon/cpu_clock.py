@@ -48,6 +48,7 @@ import asyncio.events
 import collections.abc
 import contextvars
 import os
+import sys
 import threading
 import time
 from typing import Any, Optional
@@ -303,7 +304,11 @@ def other_thread_cpu_ns(clock_id: Optional[int]) -> Optional[int]:
 speedups: Any = None
 #: which span path runs, and why (``otel-carbon sensors`` prints it)
 span_path = "pure Python (OTEL_CARBON_SPEEDUPS=off)"
-if config.speedups():
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    # A free-threaded build: the compiled hooks rely on the GIL and would turn it back on for
+    # the whole process when imported.
+    span_path = "pure Python (a free-threaded build: the compiled span path needs the GIL)"
+elif config.speedups():
     try:
         from otel_carbon import _speedups as speedups
 
