@@ -778,18 +778,28 @@ def test_fork_with_the_sampler_running_and_spans_open_in_the_parent():
 # -- many threads ----------------------------------------------------------------------------------
 
 
-def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
-    n_threads, per_thread, handoff_every = 16, 2000, 10
-    p = Pipeline(ccf_sampler)
+def _many_threads_run(sampler: Sampler, n_threads: int, per_thread: int, handoff_every: int, tick_every: int):
+    """16 threads start and end spans at once; every tenth span is ended by another thread,
+    and the workers take a sampler reading now and then, concurrently with the spans and the
+    sampler thread. Returns the pipeline, each worker's own CPU time, and the longest wait
+    between two readings during the run (s)."""
+    p = Pipeline(sampler)
     handoff: "queue.Queue[Any]" = queue.Queue()
     barrier = threading.Barrier(n_threads + 2)
     done = threading.Barrier(n_threads + 2)
     own_cpu: Dict[str, float] = {}
+    tick_ns: List[int] = []
+    started_ns: List[int] = []
+    last_end_ns: List[int] = []
+    listener = lambda tick: tick_ns.append(time.monotonic_ns())  # noqa: E731
 
     def worker(k: int) -> None:
         barrier.wait(30)
+        started_ns.append(time.monotonic_ns())
         t0 = time.thread_time()
         for i in range(per_thread):
+            if i % tick_every == 0:
+                sampler.tick()  # besides the sampler thread, which 16 busy threads can starve
             if i % handoff_every == 0:
                 handoff.put(p.start_span(f"w{k}-handoff-{i}"))  # ended by the ender thread
             else:
@@ -804,18 +814,47 @@ def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
         while ended < n_threads * per_thread // handoff_every:
             handoff.get(timeout=30).end()
             ended += 1
+            if ended % (tick_every // handoff_every) == 0:
+                sampler.tick()
+        last_end_ns.append(time.monotonic_ns())
         done.wait(60)
 
     threads = [threading.Thread(target=worker, args=(k,), name=f"w{k}") for k in range(n_threads)]
     threads.append(threading.Thread(target=ender, name="ender"))
-    with caplog.at_level(logging.WARNING):
-        for t in threads:
-            t.start()
-        barrier.wait(30)
-        done.wait(120)
-        for t in threads:
-            t.join(30)
+    sampler.add_tick_listener(listener)
+    for t in threads:
+        t.start()
+    barrier.wait(30)
+    done.wait(120)
+    for t in threads:
+        t.join(30)
+    sampler.remove_tick_listener(listener)
     assert not any(t.is_alive() for t in threads)
+    # from the first worker's start (it reads before its first span) to the last span's end
+    first_ns = min(started_ns)
+    edges = [first_ns, *(t for t in tick_ns if first_ns < t < last_end_ns[0]), last_end_ns[0]]
+    return p, own_cpu, max(b - a for a, b in zip(edges, edges[1:])) / 1e9
+
+
+def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
+    """No span lost or duplicated, every figure sane and ``estimated``, the right clock.
+
+    A span that ends while the ledger is older than ``stale_after_s`` says ``unavailable``,
+    rightly; but on a loaded 2-core machine 16 busy threads can starve the sampler thread for
+    that long (seen: 3 ticks in 19 s). Staleness is tested elsewhere; here the workers also take
+    readings, and a run in which readings were still more than ``stale_after_s`` apart (the
+    whole process starved) is run again, at most three times. Every assertion below holds for
+    a run in which the ledger stayed fresh."""
+    n_threads, per_thread, handoff_every, tick_every = 16, 2000, 10, 250
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            p, own_cpu, longest_gap_s = _many_threads_run(ccf_sampler, n_threads, per_thread, handoff_every, tick_every)
+            if longest_gap_s < ccf_sampler.stale_after_s:
+                break
+            p.close()
+            caplog.clear()
+        else:
+            pytest.fail(f"the sampler thread was starved for {longest_gap_s:.1f} s in each of 3 runs")
     total = n_threads * per_thread
     assert p.started == total
     assert len(p.exporter.received) == total
