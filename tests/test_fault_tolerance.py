@@ -517,10 +517,11 @@ def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path
     assert cpu.max_read_interval_s() == pytest.approx(range_j / MAX_ZONE_POWER_W / 2)
     sampler = make_sampler(sensors, interval_s=0.02)
     p = Pipeline(sampler)
-    # calibrate the GIL-holding call to ~4 wrap periods on this machine
-    t0 = time.perf_counter()
+    # calibrate the GIL-holding call to ~4 wrap periods of this thread's CPU time (wall time
+    # is at least that; calibrating on wall time under load made the call too short)
+    t0 = time.thread_time()
     _gil_holding_loop(2_000_000)
-    per_item_s = (time.perf_counter() - t0) / 2_000_000
+    per_item_s = (time.thread_time() - t0) / 2_000_000
     n = int(4 * range_j / watts / per_item_s)
     try:
         with CounterDriver({zone: watts}) as driver:
