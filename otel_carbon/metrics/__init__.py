@@ -192,7 +192,7 @@ class CarbonMetrics:
 
     def _reinit_after_fork(self) -> None:
         """In a forked child: fresh locks (one may have been held by the parent's sampler
-        thread at fork time) and an empty table and queue (those spans are the parent's)."""
+        thread at fork time); the sums carry on, like the SDK instruments' storage."""
         self._lock = threading.Lock()
         self._spans.reinit_after_fork()
         self._hardware.reinit_after_fork()

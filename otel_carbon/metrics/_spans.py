@@ -239,14 +239,10 @@ class SpanRecorder:
         return [Observation(self.overflowed)]
 
     def reinit_after_fork(self) -> None:
-        """A forked child starts with an empty table: the parent's sums are the parent's."""
+        """In a forked child: fresh locks (the parent may have held one at fork time). The
+        sums carry on from the parent's, as the SDK's own instruments' storage does."""
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
-        self._cells = {}
-        self._overflow = [0.0, 0.0, 0, _OVERFLOW_ATTRIBUTES]
-        self.overflowed = 0
-        if self._queue is not None:
-            self._queue.clear()
 
     # -- histogram drain (sampler thread, or the collecting thread) -------------------------
 
