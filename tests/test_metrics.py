@@ -539,3 +539,45 @@ def test_span_metrics_take_local_roots_by_default(manual_sampler, spans, expecte
 def test_span_metrics_selection_is_validated(manual_sampler):
     with pytest.raises(ValueError, match="spans"):
         CarbonMetrics(MeterProvider(), sampler=manual_sampler, spans="roots")
+
+
+def test_cardinality_cap_bounds_memory_with_an_overflow_set_and_a_counter(manual_sampler, monkeypatch):
+    """10,000 distinct routes (an allow-listed attribute holding raw URLs, as a misconfigured
+    service would send): the table stops at the limit, the rest is summed into the overflow
+    set, and memory stops growing with the number of distinct values."""
+    import gc
+    import tracemalloc
+
+    monkeypatch.setenv(config.OTEL_CARBON_METRIC_CARDINALITY_LIMIT, "2000")
+    p = Pipeline(manual_sampler, span_attribute_allowlist=["page"])
+    p.tracer_provider._active_span_processor._span_processors = (p.processor,)  # no exporter keeps spans
+    padding = "x" * 400  # a long raw URL: 9,000 of them kept would be ~4 MB
+
+    def requests(first, last):
+        for i in range(first, last):
+            with p.tracer.start_as_current_span("GET", attributes={"page": f"/item/{i}?{padding}"}):
+                pass
+
+    try:
+        requests(0, 2500)  # past the limit already
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            requests(2500, 10_000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 500_000, grown  # bounded: 7,500 more distinct values kept would be > 3 MB
+        assert p.metrics._spans.attribute_sets == 2000 and len(p.metrics._spans._cells) == 1999
+        assert p.metrics.recorded_spans == 10_000 and p.metrics.overflowed_spans == 8001
+        got, _ = points(p.reader)
+        for name in (A.SPAN_ENERGY, A.SPAN_EMISSIONS, A.SPAN_COUNT):
+            assert len(got[name]) == 2000, name  # the limit, the overflow set included
+        (overflow,) = [pt for a, pt in got[A.SPAN_COUNT] if a == {A.METRIC_OVERFLOW: True}]
+        assert overflow.value == 8001
+        assert sum(pt.value for _, pt in got[A.SPAN_COUNT]) == 10_000  # no span lost
+        assert [pt.value for _, pt in got[A.SPAN_OVERFLOW]] == [8001]
+    finally:
+        p.close()
