@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, StaticSampler
@@ -25,21 +25,13 @@ from otel_carbon.processor import CarbonSpanProcessor
 from otel_carbon.record_unsampled import RecordUnsampled
 
 try:
+    from metrics_flask_app import RecordedSpans as EveryEndedSpan
     from test_setup import _busy, fresh_otel  # noqa: F401 - fixture
 except ImportError:  # tests/ imported as a package
+    from .metrics_flask_app import RecordedSpans as EveryEndedSpan
     from .test_setup import _busy, fresh_otel  # noqa: F401
 
 DROP_ALL = ParentBased(ALWAYS_OFF)  # a head sampler at 0 %: what a ratio sampler does to 90 %
-
-
-class EveryEndedSpan(SpanProcessor):
-    """Keeps every span that ends (recording ones, sampled or not)."""
-
-    def __init__(self):
-        self.spans = []
-
-    def on_end(self, span):
-        self.spans.append(span)
 
 
 def remote_parent(sampled: bool):
