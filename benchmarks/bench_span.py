@@ -8,11 +8,18 @@ when it is available. Variants run interleaved, order alternating each round; th
 and their ratio to the bare provider are printed. ``--floor`` adds two reference variants:
 a second processor whose hooks are C no-ops, and the same with the one thread-clock read a
 span end needs (what no exact per-span CPU time can go below).
+
+The "unsampled" group prices a request the trace sampler drops (a root span under a sampler
+that drops everything, ``ParentBased(ALWAYS_OFF)``): bare, it is a ``NonRecordingSpan``;
+with carbon + metrics and :class:`~otel_carbon.record_unsampled.RecordUnsampled` (what
+``configure()`` installs), it is recorded for the meter and not exported. The difference is
+the cost of counting an unsampled request.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable, Dict, Sequence
@@ -31,8 +38,10 @@ class NoopExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
-    tp = TracerProvider()
+def provider(carbon: bool, metrics: bool = False, drop_all: bool = False) -> TracerProvider:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    tp = TracerProvider(sampler=ParentBased(ALWAYS_OFF) if drop_all else None)
     # The batch processor with its defaults, as services run it (it keeps up here: no span
     # is dropped). A bigger queue keeps more spans alive and makes every span slower through
     # garbage collection, which only hides what we add.
@@ -48,6 +57,10 @@ def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
             from otel_carbon.metrics import CarbonMetrics
 
             meter = CarbonMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()])).attach(processor)
+            if drop_all:
+                from otel_carbon import record_unsampled
+
+                record_unsampled.install(tp)
             # what is still queued for the metrics at the end of a run is recorded inside the
             # timing: the meter's whole cost counts
             tp.drain = meter.drain  # type: ignore[attr-defined]
@@ -121,6 +134,8 @@ def main() -> None:
         with_metrics = provider(True, metrics=True)
         variants["start_span/end: + carbon + metrics"] = plain(with_metrics)
         variants["start_as_current_span: + carbon + metrics"] = current(with_metrics)
+        variants["unsampled: bare (dropped)"] = plain(provider(False, drop_all=True))
+        variants["unsampled: + carbon + metrics, recorded"] = plain(provider(True, metrics=True, drop_all=True))
     for v in variants.values():  # warm up
         v(2000)
     results = interleaved(variants, args.spans, args.rounds)
@@ -128,6 +143,13 @@ def main() -> None:
     print(f"{args.spans} spans x {args.rounds} rounds, medians")
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))
+    if have_metrics:
+        unsampled = {k: v for k, v in results.items() if k.startswith("unsampled")}
+        print("\n".join(summary(unsampled, "unsampled: bare (dropped)")))
+        cost_us = (statistics.median(unsampled["unsampled: + carbon + metrics, recorded"])
+                   - statistics.median(unsampled["unsampled: bare (dropped)"])) * 1e6
+        bare_us = statistics.median(results["start_span/end: bare"]) * 1e6
+        print(f"cost of counting an unsampled request: +{cost_us:.2f} us ({cost_us / bare_us:.2f} of a bare sampled span)")
 
 
 if __name__ == "__main__":
