@@ -16,7 +16,7 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
   metrics) gets figures and reaches the meter, never the wrapped processors. A processor
   that wants unsampled spans goes on the provider beside ours.
 
-Attribution (see the README and :mod:`otel_carbon.ledger`): a span pays
+Attribution (see docs/attribution.md and :mod:`otel_carbon.ledger`): a span pays
 ``carbon.cpu.time x price`` per component, where the price is the active joules per busy
 host CPU-second over the span's window (or the trailing price of the latest tick for spans
 shorter than the price window); GPU energy is the process's share split among open spans.
