@@ -1,6 +1,6 @@
 """Per-span cost with and without CarbonSpanProcessor, side by side in one run.
 
-    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor]
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--cpu-time]
 
 Each variant is a TracerProvider with a BatchSpanProcessor over a no-op exporter; the
 "carbon" variants add CarbonSpanProcessor (drop-in), and "+metrics" also attaches the meter
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, Sequence
 
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--floor", action="store_true", help="add the no-op and clock-read reference variants")
+    parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU time (a loaded machine)")
     args = parser.parse_args()
     try:
         import otel_carbon.metrics  # noqa: F401
@@ -138,9 +140,9 @@ def main() -> None:
         variants["unsampled: + carbon + metrics, recorded"] = plain(provider(True, metrics=True, drop_all=True))
     for v in variants.values():  # warm up
         v(2000)
-    results = interleaved(variants, args.spans, args.rounds)
+    results = interleaved(variants, args.spans, args.rounds, time.process_time if args.cpu_time else time.perf_counter)
     print(f"machine: {machine()}")
-    print(f"{args.spans} spans x {args.rounds} rounds, medians")
+    print(f"{args.spans} spans x {args.rounds} rounds, medians of {'process CPU' if args.cpu_time else 'wall'} time")
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))
     if have_metrics:
