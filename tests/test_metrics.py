@@ -550,13 +550,13 @@ def test_cardinality_cap_bounds_memory_with_an_overflow_set_and_a_counter(manual
 
     monkeypatch.setenv(config.OTEL_CARBON_METRIC_CARDINALITY_LIMIT, "2000")
     p = Pipeline(manual_sampler, span_attribute_allowlist=["page"])
-    p.tracer_provider._active_span_processor._span_processors = (p.processor,)  # no exporter keeps spans
-    padding = "x" * 400  # a long raw URL: 9,000 of them kept would be ~4 MB
+    padding = "x" * 400  # a long raw URL: 7,500 of them kept would be ~3 MB
 
     def requests(first, last):
         for i in range(first, last):
             with p.tracer.start_as_current_span("GET", attributes={"page": f"/item/{i}?{padding}"}):
                 pass
+            p.exporter.clear()  # the test's exporter keeps no span
 
     try:
         requests(0, 2500)  # past the limit already
