@@ -169,9 +169,10 @@ class SpanRecorder:
                 warn_once(
                     _logger,
                     "metrics-cardinality",
-                    "otel_carbon: more than %d attribute sets in the per-span metrics; new ones are summed "
-                    "into otel.metric.overflow=true (an allow-listed attribute with unbounded values?)",
-                    self._max_sets,
+                    "otel_carbon: the per-span metrics reached their cardinality limit (%d attribute sets with "
+                    "the overflow set; cardinality_limit, OTEL_CARBON_METRIC_CARDINALITY_LIMIT); spans with a new "
+                    "set are summed into otel.metric.overflow=true (an allow-listed attribute with unbounded values?)",
+                    self._max_sets + 1,
                 )
             return self._overflow
         cell = [0.0, 0.0, 0, self._attributes(key)]
