@@ -4,8 +4,8 @@ A real Flask app on loopback with the official instrumentation, set up by
 ``otel_carbon.configure(set_global=False)`` with the sampler from ``OTEL_TRACES_SAMPLER`` /
 ``OTEL_TRACES_SAMPLER_ARG`` (the SDK reads them), spans exported through a
 ``BatchSpanProcessor`` to an in-memory exporter, metrics read by an in-memory reader.
-The same 400 requests run unsampled (``always_on``) and at 10 %
-(``parentbased_traceidratio``); per-route figures must agree, the exported spans must not.
+The same 400 requests, interleaved, go to an app unsampled (``always_on``) and to one at
+10 % (``parentbased_traceidratio``); per-route figures must agree, exported spans must not.
 """
 
 from __future__ import annotations
@@ -53,49 +53,64 @@ def process_sampler(ccf_sampler, monkeypatch):
         sampler_module.set_sampler(old)
 
 
-def serve_requests(sampler_name: str, arg: str, monkeypatch) -> Tuple[Dict[str, Dict[str, float]], Any, list]:
-    """Run REQUESTS requests (round robin over the routes) through a configure()d app;
-    return per-route sums of the span counters, the tracer provider's sampler while it ran,
-    and the exported spans."""
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler_name)
-    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
-    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-    setup = otel_carbon.configure(
-        service_name="sampling-test", traces_exporter=exporter, metrics_exporter=reader, set_global=False
-    )
-    app = make_app()
-    FlaskInstrumentor().instrument_app(app, tracer_provider=setup.tracer_provider)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
-        routes = list(COST)
-        for i in range(REQUESTS):
-            conn.request("GET", routes[i % len(routes)])
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200
-        conn.close()
-        assert setup.force_flush(10_000)
+class ConfiguredApp:
+    """A Flask app on loopback, instrumented with the providers of a configure() call made
+    with ``OTEL_TRACES_SAMPLER=sampler_name`` and ``OTEL_TRACES_SAMPLER_ARG=arg``."""
+
+    def __init__(self, sampler_name: str, arg: str, monkeypatch: Any) -> None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler_name)
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+        self.exporter, self.reader = InMemorySpanExporter(), InMemoryMetricReader()
+        self.setup = otel_carbon.configure(
+            service_name="sampling-test", traces_exporter=self.exporter, metrics_exporter=self.reader, set_global=False
+        )
+        self.trace_sampler = self.setup.tracer_provider.sampler  # while it runs (shutdown unwraps it)
+        self.app = make_app()
+        FlaskInstrumentor().instrument_app(self.app, tracer_provider=self.setup.tracer_provider)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.server.server_port, timeout=10)
+
+    def get(self, route: str) -> None:
+        self.conn.request("GET", route)
+        response = self.conn.getresponse()
+        response.read()
+        assert response.status == 200
+
+    def results(self) -> Tuple[Dict[str, Dict[str, float]], list]:
+        """Per-route sums of the span counters, and the exported spans."""
+        assert self.setup.force_flush(10_000)
         sums: Dict[str, Dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for rm in reader.get_metrics_data().resource_metrics:
+        for rm in self.reader.get_metrics_data().resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     if metric.name in (A.SPAN_ENERGY, A.SPAN_COUNT, A.SPAN_EMISSIONS):
                         for point in metric.data.data_points:
                             sums[metric.name][point.attributes.get(A.HTTP_ROUTE)] += point.value
-        return sums, setup.tracer_provider.sampler, list(exporter.get_finished_spans())
-    finally:
-        server.shutdown()
-        server.server_close()
-        FlaskInstrumentor().uninstrument_app(app)
-        setup.shutdown()
+        return sums, list(self.exporter.get_finished_spans())
+
+    def close(self) -> None:
+        self.conn.close()
+        self.server.shutdown()
+        self.server.server_close()
+        FlaskInstrumentor().uninstrument_app(self.app)
+        self.setup.shutdown()
 
 
 def test_ten_percent_head_sampling_keeps_per_route_metrics_and_exports_as_sampled(process_sampler, monkeypatch):
-    full, _, full_spans = serve_requests("always_on", "", monkeypatch)
-    sampled, wrapper, sampled_spans = serve_requests("parentbased_traceidratio", "0.1", monkeypatch)
+    unsampled_app = ConfiguredApp("always_on", "", monkeypatch)
+    sampled_app = ConfiguredApp("parentbased_traceidratio", "0.1", monkeypatch)
+    try:
+        routes = list(COST)
+        for i in range(REQUESTS):  # interleaved: the shared machine's drift hits both runs alike
+            unsampled_app.get(routes[i % len(routes)])
+            sampled_app.get(routes[i % len(routes)])
+        full, full_spans = unsampled_app.results()
+        sampled, sampled_spans = sampled_app.results()
+        wrapper = sampled_app.trace_sampler
+    finally:
+        unsampled_app.close()
+        sampled_app.close()
 
     # the application's sampler (from the environment) is wrapped, not replaced
     assert isinstance(wrapper, RecordUnsampled) and isinstance(wrapper.delegate, ParentBasedTraceIdRatio)
@@ -122,7 +137,13 @@ def test_ten_percent_head_sampling_keeps_per_route_metrics_and_exports_as_sample
 
 def test_switched_off_the_metrics_see_the_sampled_requests_only(process_sampler, monkeypatch):
     monkeypatch.setenv(config.OTEL_CARBON_RECORD_UNSAMPLED, "off")
-    sums, trace_sampler, spans = serve_requests("parentbased_traceidratio", "0.1", monkeypatch)
-    assert isinstance(trace_sampler, ParentBasedTraceIdRatio)  # left alone
+    app = ConfiguredApp("parentbased_traceidratio", "0.1", monkeypatch)
+    try:
+        for i in range(REQUESTS):
+            app.get(list(COST)[i % len(COST)])
+        sums, spans = app.results()
+    finally:
+        app.close()
+    assert isinstance(app.trace_sampler, ParentBasedTraceIdRatio)  # left alone
     assert 10 <= len(spans) <= 90
     assert sum(sums[A.SPAN_COUNT].values()) == len(spans)  # the bias the wrapper removes
