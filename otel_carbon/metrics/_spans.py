@@ -84,6 +84,15 @@ def _attribute_dict(span: Any) -> Mapping[str, Any]:
     return public if public is not None else _EMPTY
 
 
+def _key_function(n: int, names: Tuple[str, ...]) -> Any:
+    """``key(name, method, get) -> (name, method, get(names[0]), ..., get(names[n-1]))``
+    with the names as constants: twice as fast as ``map(get, names)`` into a tuple (the key
+    is most of what a span costs the meter). The names are bound as globals of the lambda,
+    never pasted into its source."""
+    source = "lambda name, method, get: (name, method, " + "".join(f"get(_k{i}), " for i in range(n)) + ")"
+    return eval(source, {f"_k{i}": name for i, name in enumerate(names)})  # noqa: S307 - fixed template
+
+
 class SpanRecorder:
     """The listener a :class:`~otel_carbon.processor.CarbonSpanProcessor` calls at span end,
     the table of sums it keeps, and the instruments that publish it."""
@@ -106,6 +115,7 @@ class SpanRecorder:
         self._fallback = A.HTTP_REQUEST_METHOD in allowlist and A.HTTP_METHOD_OLD not in allowlist
         self._lookup = allowlist + ((A.HTTP_METHOD_OLD,) if self._fallback else ())
         self._method_index = allowlist.index(A.HTTP_REQUEST_METHOD) if self._fallback else -1
+        self._key = _key_function(len(self._lookup), self._lookup)
         self._lock = threading.Lock()
         self._cells: Dict[Tuple[Any, ...], List[Any]] = {}
         self._max_sets = max(cardinality_limit - 1, 0)  # the overflow set counts toward the limit
@@ -145,7 +155,11 @@ class SpanRecorder:
             parent = span.parent
             if parent is not None and not parent.is_remote:
                 return
-        key = (span.name, figures.get(A.METHOD), *map(_attribute_dict(span).get, self._lookup))
+        try:
+            get = span._attributes._dict.get  # an SDK span: its attribute dict, read-only
+        except AttributeError:
+            get = _attribute_dict(span).get
+        key = self._key(span.name, figures.get(A.METHOD), get)
         emissions_g = figures.get(A.EMISSIONS, 0.0)
         with self._lock:
             cell = self._cells.get(key)
