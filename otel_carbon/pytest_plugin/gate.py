@@ -9,12 +9,12 @@ different price (another machine, host load, a RAPL reading) between the runs ca
 **Noise.** The run-to-run spread of one test's CPU time, relative to its mean, is taken
 as the largest of: the test's own spread across the runs in the files (a baseline saved
 with ``--carbon-save-append`` over several runs), the spread pooled over all gated tests
-that were repeated, and the spread of the changes across the gated tests of this
+that were repeated, and, with at least 8 gated tests, the spread of their changes in this
 comparison (1.4826 x their median absolute deviation, robust to the few tests that did
 change). A test's noise is ``3 x spread x sqrt(1/runs_base + 1/runs_new)`` (three standard
 errors of the difference: a gate over every test of a suite needs few false alarms); the
-total's adds the tests' variances. With one run on each side and fewer than three gated
-tests, nothing measures the spread and the noise is 0.
+total's adds the tests' variances. With one run on each side and fewer than 8 gated
+tests, nothing measures the spread: the noise is 0 and the budget alone decides.
 
 **Budgets.** A test whose baseline CPU time is at least the floor fails when its change
 is over the per-test budget *and* over its noise; the total (the tests present in both
@@ -33,6 +33,7 @@ from otel_carbon.report_data import Group
 
 Z = 3.0
 MAD_TO_SD = 1.4826
+MIN_TESTS_ACROSS = 8  # fewer changes say too little about their scatter
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _pooled(cvs: List[Optional[float]], dofs: List[int]) -> float:
 def _across(rows: List[Row]) -> float:
     """The spread of one run's figure implied by how much the gated tests' changes scatter."""
     logs = [math.log(r.new_cpu_s / r.base_cpu_s) for r in rows if r.base_cpu_s > 0 and r.new_cpu_s > 0]
-    if len(logs) < 3:
+    if len(logs) < MIN_TESTS_ACROSS:
         return 0.0
     centre = statistics.median(logs)
     sd = MAD_TO_SD * statistics.median(abs(x - centre) for x in logs)

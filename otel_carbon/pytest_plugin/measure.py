@@ -11,6 +11,7 @@ children.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, List, Optional
 
@@ -35,7 +36,7 @@ def provider() -> Any:
 
         with _lock:
             if _provider is None:
-                made = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create({"service.name": "pytest"}))
+                made = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create({"service.name": "pytest", "process.pid": os.getpid()}))
                 made.add_span_processor(_Keep())
                 _provider = made
     return _provider

@@ -51,7 +51,7 @@ def table(records: Sequence[SpanRecord], comparison: Optional[Comparison], top: 
     for g in groups if top is None else groups[:top]:
         row = [g.key, f"{g.total_cpu_time_s * 1000:.3g} ms", format_energy(g.total_energy_j),
                format_grams(g.total_emissions_g), f"{g.total_energy_j / total_j * 100:.0f}%" if total_j > 0 else "-",
-               f"{g.mean_duration_s * 1000:.3g} ms"]
+               _duration(g.mean_duration_s)]
         if comparison is not None:
             c = changes.get(g.key)
             if c is None or c.status != "compared":
@@ -64,11 +64,15 @@ def table(records: Sequence[SpanRecord], comparison: Optional[Comparison], top: 
     return headers, rows
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
 def _total_sentences(records: Sequence[SpanRecord], comparison: Optional[Comparison]) -> List[str]:
     t = totals(records)
     out = [
         f"total: {t['tests']} tests, {format_energy(t['energy_j'])}, {format_grams(t['emissions_g'])} CO2e, "
-        f"{t['cpu_time_s']:.3g} s of CPU",
+        f"{_duration(t['cpu_time_s'])} of CPU",
         f"grid: {t['grid']}; figures {_METHODS.get(t['method'], t['method'])}",
         "energy = the test's CPU time x the price of a CPU-second (setup, call and teardown)",
     ]
