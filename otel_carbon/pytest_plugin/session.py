@@ -2,7 +2,7 @@
 
 Each test's setup, call and teardown run inside one span named after its node id (started
 before any other plugin's setup hook, ended after every teardown hook; the reporting
-between the phases is inside it too, a few hundred microseconds). The sampler starts at
+between the phases is inside it too: well under a millisecond, more for a failure's traceback). The sampler starts at
 the first test, so the xdist controller, which runs no test, measures nothing.
 
 xdist: each worker measures its own tests and hands their spans (one OTLP JSON line) to the
