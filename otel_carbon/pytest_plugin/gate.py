@@ -60,7 +60,6 @@ class Comparison:
     new_total_j: float
     total_change_pct: float
     total_noise_pct: float
-    spread: float  # the run-to-run spread used where a test has none of its own (relative)
     failures: List[str] = field(default_factory=list)
 
 
@@ -78,7 +77,7 @@ def compare(base: Dict[str, Group], new: Dict[str, Group], min_cpu_s: float) -> 
     base_energy = math.fsum(g.total_energy_j for g in base.values())
     price = base_energy / base_cpu if base_cpu > 0 and base_energy > 0 else 0.0
     rows: List[Row] = []
-    own: Dict[str, Optional[float]] = {}
+    own: Dict[str, float] = {}  # each test's spread across its runs (0 when it ran once a side)
     for key in sorted(set(base) | set(new)):
         b, n = base.get(key), new.get(key)
         if b is None or not b.count or n is None or not n.count:
@@ -89,15 +88,14 @@ def compare(base: Dict[str, Group], new: Dict[str, Group], min_cpu_s: float) -> 
         row = Row(key, "compared", b.count, n.count, bm, nm, bm * price, nm * price,
                   (nm / bm - 1.0) * 100.0 if bm > 0 else (0.0 if nm == 0 else math.inf))
         row.gated = bm >= min_cpu_s and bm > 0
-        cvs = [(cv, k - 1) for cv, k in ((_cv(b.cpu_time_s), b.count), (_cv(n.cpu_time_s), n.count)) if cv is not None]
-        own[key] = math.sqrt(sum(cv * cv * dof for cv, dof in cvs) / sum(dof for _, dof in cvs)) if cvs else None
+        own[key] = _pooled([_cv(b.cpu_time_s), _cv(n.cpu_time_s)], [b.count - 1, n.count - 1])
         rows.append(row)
     gated = [r for r in rows if r.gated]
     spread = max(_pooled([own[r.key] for r in gated], [r.base_runs + r.new_runs - 2 for r in gated]), _across(gated))
     compared = [r for r in rows if r.status == "compared"]
     variance_s2 = 0.0
     for r in compared:
-        s = max(spread, own[r.key] or 0.0)
+        s = max(spread, own[r.key])
         factor = math.sqrt(1.0 / r.base_runs + 1.0 / r.new_runs)
         r.noise_pct = Z * s * factor * 100.0
         variance_s2 += (s * r.base_cpu_s * factor) ** 2
@@ -110,11 +108,11 @@ def compare(base: Dict[str, Group], new: Dict[str, Group], min_cpu_s: float) -> 
         new_total_j=new_s * price,
         total_change_pct=(new_s / base_s - 1.0) * 100.0 if base_s > 0 else 0.0,
         total_noise_pct=Z * math.sqrt(variance_s2) / base_s * 100.0 if base_s > 0 else 0.0,
-        spread=spread,
     )
 
 
 def _pooled(cvs: List[Optional[float]], dofs: List[int]) -> float:
+    """Relative spreads pooled by their degrees of freedom (0.0 when none has any)."""
     pairs = [(cv, dof) for cv, dof in zip(cvs, dofs) if cv is not None and dof > 0]
     total = sum(dof for _, dof in pairs)
     return math.sqrt(sum(cv * cv * dof for cv, dof in pairs) / total) if total else 0.0
