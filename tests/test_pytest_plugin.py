@@ -117,6 +117,12 @@ def test_doubled_work_fails_the_run_naming_the_test(baseline, tmp_path):
     assert change is not None, out
     assert 50 <= float(change.group(1)) <= 150, out
     assert re.search(r"^FAIL total: \+\d+\.\d% energy", out, re.M), out
+    # a per-test budget of its own: the test fails, the total (within 500 %) does not
+    rc, out = _pytest(tmp_path / "doubled", f"--carbon-compare={base}", "--carbon-fail-over=500%",
+                      "--carbon-fail-over-test=20%")
+    assert rc == 1, out
+    assert re.search(r"^FAIL test_proj\.py::test_heavy: .* over the 20% budget", out, re.M), out
+    assert "FAIL total" not in out
 
 
 def test_unchanged_rerun_passes(baseline, tmp_path):
@@ -244,9 +250,11 @@ def test_bad_options_are_usage_errors(pytester):
 
 
 def test_ini_options_are_defaults(pytester):
-    pytester.makeini("[pytest]\ncarbon = true\ncarbon_top = 1\ncarbon_report = md:carbon.md\n")
+    pytester.makeini("[pytest]\ncarbon = true\ncarbon_top = 1\ncarbon_report =\n    md:carbon.md\n    html:carbon.html\n")
     pytester.makepyfile("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert "1 most energy-hungry tests:" in result.stdout.str()
     assert (pytester.path / "carbon.md").read_text().count("| test_") == 2
+    page = (pytester.path / "carbon.html").read_text()
+    assert "test_ini_options_are_defaults.py::test_a" in page and "test_ini_options_are_defaults.py::test_b" in page
