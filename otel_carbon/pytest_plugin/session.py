@@ -43,9 +43,7 @@ class CarbonSession:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: Any) -> Any:
         measure.keep_test_spans()
-        tracker = measure.tracker(item.nodeid)
-        tracker.start()
-        self.open[item.nodeid] = tracker
+        self.open[item.nodeid] = measure.Current(item.nodeid)
         return (yield)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -53,13 +51,13 @@ class CarbonSession:
         try:
             return (yield)
         finally:
-            tracker = self.open.pop(item.nodeid, None)
-            if tracker is not None:
-                tracker.stop()
+            current = self.open.pop(item.nodeid, None)
+            if current is not None:
+                current.end()
 
     def _collect(self) -> None:
-        for tracker in list(self.open.values()):  # an interrupted test
-            tracker.stop()
+        for current in list(self.open.values()):  # an interrupted test
+            current.end()
         self.open.clear()
         spans = measure.take_finished()
         if spans:
