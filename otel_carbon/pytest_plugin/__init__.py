@@ -112,7 +112,8 @@ def _percent(value: Any, name: str) -> Optional[float]:
 def _report(spec: str) -> "tuple[str, str]":
     kind, sep, path = str(spec).partition(":")
     if not sep or kind not in _REPORT_KINDS or not path:
-        raise pytest.UsageError(f"--carbon-report expects KIND:PATH with KIND one of {', '.join(_REPORT_KINDS)}, got {spec!r}")
+        kinds = ", ".join(_REPORT_KINDS)
+        raise pytest.UsageError(f"--carbon-report expects KIND:PATH with KIND one of {kinds}, got {spec!r}")
     return kind, path
 
 

@@ -29,7 +29,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from otel_carbon.report_data import Group
+from otel_carbon.report_data import Group, format_energy
 
 Z = 3.0
 MAD_TO_SD = 1.4826
@@ -136,17 +136,14 @@ def judge(result: Comparison, budget_total_pct: Optional[float], budget_test_pct
         for r in result.rows:
             if r.gated and r.change_pct > budget_test_pct and r.change_pct > r.noise_pct:
                 r.over = True
-                failures.append(f"{r.key}: {r.change_pct:+.1f}% energy ({_j(r.base_j)} -> {_j(r.new_j)}), over the "
-                                f"{budget_test_pct:g}% budget and the noise ±{r.noise_pct:.1f}%")
+                failures.append(_sentence(r.key, r.change_pct, r.base_j, r.new_j, budget_test_pct, r.noise_pct))
     change, noise = result.total_change_pct, result.total_noise_pct
     if budget_total_pct is not None and change > budget_total_pct and change > noise:
-        failures.append(f"total: {change:+.1f}% energy ({_j(result.base_total_j)} -> {_j(result.new_total_j)}), "
-                        f"over the {budget_total_pct:g}% budget and the noise ±{noise:.1f}%")
+        failures.append(_sentence("total", change, result.base_total_j, result.new_total_j, budget_total_pct, noise))
     result.failures = failures
     return failures
 
 
-def _j(joules: float) -> str:
-    from otel_carbon.report_data import format_energy
-
-    return format_energy(joules)
+def _sentence(what: str, change_pct: float, base_j: float, new_j: float, budget_pct: float, noise_pct: float) -> str:
+    return (f"{what}: {change_pct:+.1f}% energy ({format_energy(base_j)} -> {format_energy(new_j)}), "
+            f"over the {budget_pct:g}% budget and the noise ±{noise_pct:.1f}%")

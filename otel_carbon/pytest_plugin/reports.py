@@ -40,7 +40,8 @@ def totals(records: Sequence[SpanRecord]) -> Dict[str, Any]:
     }
 
 
-def table(records: Sequence[SpanRecord], comparison: Optional[Comparison], top: Optional[int]) -> Tuple[List[str], List[List[str]]]:
+def table(records: Sequence[SpanRecord], comparison: Optional[Comparison],
+          top: Optional[int]) -> Tuple[List[str], List[List[str]]]:
     groups = ranked(group_spans(records))
     total_j = math.fsum(g.total_energy_j for g in groups)
     headers = ["test", "CPU", "energy", "CO2e", "share", "duration"]
@@ -115,7 +116,8 @@ def markdown(records: Sequence[SpanRecord], comparison: Optional[Comparison], to
     if comparison is not None:
         verdict = "FAILED: over budget" if comparison.failures else "within budget"
         out += [f"**{verdict}**", ""]
-    out += ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+    align = ["---"] + ["---:"] * (len(headers) - 1)
+    out += ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
     out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     out += ["", "### Totals", ""] + [f"- {cell(s)}" for s in _total_sentences(records, comparison)]
     return "\n".join(out) + "\n"
@@ -124,9 +126,7 @@ def markdown(records: Sequence[SpanRecord], comparison: Optional[Comparison], to
 def write_report(kind: str, path: str, lines: Sequence[str], records: Sequence[SpanRecord],
                  comparison: Optional[Comparison]) -> None:
     """Write one report (``OSError`` if the file cannot be written)."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    _make_folder(path)
     if kind == "json":
         write_lines(path, lines, append=False)
     elif kind == "md":
@@ -140,9 +140,13 @@ def write_report(kind: str, path: str, lines: Sequence[str], records: Sequence[S
 
 
 def write_lines(path: str, lines: Sequence[str], append: bool) -> None:
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    _make_folder(path)
     with open(path, "a" if append else "w", encoding="utf-8") as fh:
         for line in lines:
             fh.write(line + "\n")
+
+
+def _make_folder(path: str) -> None:
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)

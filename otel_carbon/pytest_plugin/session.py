@@ -13,14 +13,12 @@ pytest exits with status 1 and prints why in the summary.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional
 
 import pytest
 
 from otel_carbon.pytest_plugin import Options, measure
 
-_logger = logging.getLogger("otel_carbon")
 _OUTPUT_KEY = "otel_carbon_spans"
 
 
