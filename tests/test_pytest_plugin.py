@@ -258,3 +258,30 @@ def test_ini_options_are_defaults(pytester):
     assert (pytester.path / "carbon.md").read_text().count("| test_") == 2
     page = (pytester.path / "carbon.html").read_text()
     assert "test_ini_options_are_defaults.py::test_a" in page and "test_ini_options_are_defaults.py::test_b" in page
+
+
+def test_work_handed_to_a_thread_pool_is_the_tests(pytester):
+    """The test's span is current while it runs, so work it hands to a pool is charged to
+    it: the same work inline and through four pool threads costs about the same."""
+    pytester.makepyfile(
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def spin(steps):
+            total = 0
+            for i in range(steps):
+                total += i * i % 7
+            return total
+
+        def test_inline():
+            spin(4 * 400_000)
+
+        def test_pool():
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(spin, [400_000] * 4))
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--carbon", "--carbon-report=json:run.json")
+    result.assert_outcomes(passed=2)
+    energy = {s.name.split("::")[1]: s.energy_j for s in read_spans(str(pytester.path / "run.json"))}
+    assert 0.6 <= energy["test_pool"] / energy["test_inline"] <= 1.6, energy

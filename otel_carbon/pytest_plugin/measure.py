@@ -4,7 +4,7 @@ The spans go through a private ``TracerProvider`` (always sampled, no exporter) 
 :class:`~otel_carbon.processor.CarbonSpanProcessor`: they never reach the exporters of the
 application under test, the plugin keeps the finished test spans for its reports, and their
 figures are the processor's: the span's own CPU time (its thread's clock, plus the work it
-hands to other threads where that is followed) x the price of a CPU-second. The span is the
+hands to thread pools and threads) x the price of a CPU-second. The span is the
 current span while it is open, so spans the test opens are its children.
 """
 
