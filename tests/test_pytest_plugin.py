@@ -16,6 +16,7 @@ import re
 import statistics
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -25,29 +26,29 @@ pytest_plugins = ["pytester"]
 
 LIGHT = 700_000  # loop steps: ~50-70 ms of CPU here
 HEAVY = 5 * LIGHT
-PROJECT = '''
+SPIN = '''
+def spin(steps):
+    total = 0
+    for i in range(steps):
+        total += i * i % 7
+    return total
+'''
+PROJECT = SPIN + '''
 import json, pathlib
 
 WORK = json.loads((pathlib.Path(__file__).parent / "work.json").read_text())
 
 
-def work(steps):
-    total = 0
-    for i in range(steps):
-        total += i * i % 7
-    return total
-
-
 def test_light_a():
-    work(WORK["light"])
+    spin(WORK["light"])
 
 
 def test_heavy():
-    work(WORK["heavy"])
+    spin(WORK["heavy"])
 
 
 def test_light_b():
-    work(WORK["light"])
+    spin(WORK["light"])
 '''
 HEAVY_ID = "test_proj.py::test_heavy"
 LIGHT_IDS = ("test_proj.py::test_light_a", "test_proj.py::test_light_b")
@@ -213,13 +214,8 @@ def test_off_loads_nothing(pytester):
 
 def test_fixture_measures_a_block(pytester):
     pytester.makepyfile(
-        """
-        def spin(steps):
-            total = 0
-            for i in range(steps):
-                total += i * i % 7
-            return total
-
+        SPIN + textwrap.dedent(
+            """
         def test_block(carbon):
             with carbon.measure("small") as small:
                 spin(200_000)
@@ -230,6 +226,7 @@ def test_fixture_measures_a_block(pytester):
             assert large.method in ("measured", "estimated", "mixed")
             assert large.energy_j < 1000
         """
+        )
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
     result.assert_outcomes(passed=1)
@@ -264,14 +261,9 @@ def test_work_handed_to_a_thread_pool_is_the_tests(pytester):
     """The test's span is current while it runs, so work it hands to a pool is charged to
     it: the same work inline and through four pool threads costs about the same."""
     pytester.makepyfile(
-        """
+        SPIN + textwrap.dedent(
+            """
         from concurrent.futures import ThreadPoolExecutor
-
-        def spin(steps):
-            total = 0
-            for i in range(steps):
-                total += i * i % 7
-            return total
 
         def test_inline():
             spin(4 * 400_000)
@@ -280,6 +272,7 @@ def test_work_handed_to_a_thread_pool_is_the_tests(pytester):
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(spin, [400_000] * 4))
         """
+        )
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--carbon", "--carbon-report=json:run.json")
     result.assert_outcomes(passed=2)
