@@ -28,7 +28,7 @@ OTEL_CARBON_CPU_MODEL = "OTEL_CARBON_CPU_MODEL"
 OTEL_CARBON_POWER_W = "OTEL_CARBON_POWER_W"
 """A constant host power draw in watts; replaces every CPU/memory sensor."""
 OTEL_CARBON_IDLE_POWER_W = "OTEL_CARBON_IDLE_POWER_W"
-"""Static (idle) host power in watts, for measured counters (default: 0, see README)."""
+"""Static (idle) host power in watts, for measured counters (default: 0, see docs/attribution.md)."""
 OTEL_CARBON_IDLE_POLICY = "OTEL_CARBON_IDLE_POLICY"
 """``none`` (default): idle energy is reported, not put on spans; ``cpu``: spans also
 carry a share of idle energy (``carbon.energy.idle``) in proportion to their CPU time."""

@@ -6,7 +6,7 @@ at its start, and at its end pays for ``[start tick, latest tick]`` in O(1), how
 it ran. The history (a ring of ``capacity`` ticks) is only needed for :meth:`Ledger.window`
 queries at arbitrary times.
 
-Active and idle energy (the split this package makes, documented in the README):
+Active and idle energy (the split this package makes, documented in docs/attribution.md):
 
 * Each component (``cpu``, ``memory``) has an idle power ``idle_power_w`` from its sensor:
   the model's static term, ``OTEL_CARBON_IDLE_POWER_W`` for measured counters, else 0.

@@ -12,7 +12,7 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
 * **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
   the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.
 
-Attribution (see the README and :mod:`otel_carbon.ledger`): a span pays
+Attribution (see docs/attribution.md and :mod:`otel_carbon.ledger`): a span pays
 ``carbon.cpu.time x price`` per component, where the price is the active joules per busy
 host CPU-second over the span's window (or the trailing price of the latest tick for spans
 shorter than the price window); GPU energy is the process's share split among open spans.

@@ -1,7 +1,7 @@
 """Shared helpers for the intensity tests: a clean environment and the reference data.
 
-Expected values are always read from ``shared/data`` (the curated source tables), never
-typed into the tests, so a wrong bundled value or a wrong lookup fails a test.
+Expected values are always read from ``tests/data`` (the curated source tables the package
+is built from, see tools/build_data.py), never typed into the tests, so a wrong bundled value or a wrong lookup fails a test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from otel_carbon import _log
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE_DATA = Path(__file__).resolve().parent / "data"
 
 _ENV_PREFIXES = ("OTEL_CARBON_",)
 _ENV_NAMES = (
@@ -43,25 +43,22 @@ def clean_intensity_env(monkeypatch: pytest.MonkeyPatch):
     _log.reset_for_tests()
 
 
-def shared_rows(filename: str) -> List[Dict[str, str]]:
-    path = SHARED_DATA / filename
-    if not path.is_file():
-        pytest.skip(f"reference data {path} is not present in this checkout")
-    with path.open(newline="", encoding="utf-8") as handle:
+def reference_rows(filename: str) -> List[Dict[str, str]]:
+    with (REFERENCE_DATA / filename).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
-def shared_country(iso3: str) -> Dict[str, str]:
-    return next(r for r in shared_rows("grid_intensity_countries.csv") if r["iso3"] == iso3)
+def reference_country(iso3: str) -> Dict[str, str]:
+    return next(r for r in reference_rows("grid_intensity_countries.csv") if r["iso3"] == iso3)
 
 
-def shared_region(code: str) -> Dict[str, str]:
-    return next(r for r in shared_rows("grid_intensity_subnational.csv") if r["region_code"] == code)
+def reference_region(code: str) -> Dict[str, str]:
+    return next(r for r in reference_rows("grid_intensity_subnational.csv") if r["region_code"] == code)
 
 
-def shared_cloud(provider: str, region: str) -> Dict[str, str]:
+def reference_cloud(provider: str, region: str) -> Dict[str, str]:
     return next(
-        r for r in shared_rows("cloud_regions.csv") if r["provider"] == provider and r["region"].lower() == region.lower()
+        r for r in reference_rows("cloud_regions.csv") if r["provider"] == provider and r["region"].lower() == region.lower()
     )
 
 

@@ -1,7 +1,7 @@
 """Configuration: environment variables, the sensors they choose, CPU names and TDPs, and
 the model sensors' arguments.
 
-Expected table values are read from ``shared/data`` (the curated source tables), never
+Expected table values are read from ``tests/data`` (the curated source tables), never
 typed in here, so a wrong bundled value or a wrong lookup fails a test.
 """
 
@@ -34,23 +34,23 @@ from otel_carbon.sensors.memory_model import CCF_MEMORY_KWH_PER_GB_HOUR, memory_
 from otel_carbon.sensors.nvml import probe_nvml
 from otel_carbon.sensors.probe import probe_sensors
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE_DATA = Path(__file__).resolve().parent / "data"
 
 
 pytestmark = pytest.mark.usefixtures("clean_carbon_env")
 
 
-def shared_rows(filename: str) -> List[Dict[str, str]]:
-    with (SHARED_DATA / filename).open(newline="", encoding="utf-8") as handle:
+def reference_rows(filename: str) -> List[Dict[str, str]]:
+    with (REFERENCE_DATA / filename).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
 def tdp_row(model: str) -> Dict[str, str]:
-    return next(r for r in shared_rows("cpu_tdp.csv") if r["model"] == model)
+    return next(r for r in reference_rows("cpu_tdp.csv") if r["model"] == model)
 
 
 def unknown_rows() -> List[Dict[str, str]]:
-    return [r for r in shared_rows("cpu_power_model.csv") if r["microarchitecture"] == "Unknown"]
+    return [r for r in reference_rows("cpu_power_model.csv") if r["microarchitecture"] == "Unknown"]
 
 
 def warnings_about(caplog, name: str):
@@ -351,7 +351,7 @@ def _simple_key(model: str) -> str:
 
 def test_tdp_lookup_of_table_rows():
     """A sample of the table's own names finds a row with that name's TDP."""
-    rows = shared_rows("cpu_tdp.csv")
+    rows = reference_rows("cpu_tdp.csv")
     tdps_by_key: Dict[str, set] = {}
     for row in rows:
         tdps_by_key.setdefault(_simple_key(row["model"]), set()).add(float(row["tdp_watts"]))
@@ -364,7 +364,7 @@ def test_tdp_lookup_of_table_rows():
 
 def test_tdp_lookup_by_a_unique_model_number():
     """Another wording of a name still finds the row when vendor and number are unique."""
-    rows = shared_rows("cpu_tdp.csv")
+    rows = reference_rows("cpu_tdp.csv")
     tokens: Dict[tuple, List[Dict[str, str]]] = {}
     for row in rows:
         words = row["model"].lower().split()
@@ -402,7 +402,7 @@ def test_tdp_lookup_does_not_guess(name):
 
 def test_the_bundled_table_matches_the_curated_one():
     bundled = {(r["model"], r["tdp_watts"]) for r in load_table("cpu_tdp")}
-    curated = {(r["model"], r["tdp_watts"]) for r in shared_rows("cpu_tdp.csv")}
+    curated = {(r["model"], r["tdp_watts"]) for r in reference_rows("cpu_tdp.csv")}
     assert bundled == curated
 
 

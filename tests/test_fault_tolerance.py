@@ -48,13 +48,13 @@ if __package__:  # tests/ is a package
     from . import intensity_fake_api as fake_api
     from .conftest import burn_cpu_s, fork_and_report, make_sampler
     from .fake_nvml import FakeDevice, FakeNvml
-    from .intensity_helpers import shared_country
+    from .intensity_helpers import reference_country
     from .powercap_tree import CounterDriver, build_intel_tree
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
     import intensity_fake_api as fake_api
     from conftest import burn_cpu_s, fork_and_report, make_sampler
     from fake_nvml import FakeDevice, FakeNvml
-    from intensity_helpers import shared_country
+    from intensity_helpers import reference_country
     from powercap_tree import CounterDriver, build_intel_tree
 
 PRICE_J_PER_CPU_S = 4.0  # the CCF line below: max - min watts per vCPU
@@ -884,7 +884,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("trouble", ["down", "slow", "garbage", "nonsense"])
 def test_live_provider_in_trouble_spans_flow_with_the_bundled_zone(monkeypatch, caplog, trouble):
-    gb = shared_country("GBR")
+    gb = reference_country("GBR")
     with fake_api.FakeApi() as api:
         if trouble == "slow":
             api.route("/intensity", fake_api.Reply(body=fake_api.uk_body("2026-03-01T12:00Z", "2026-03-01T12:30Z", 150, 140), delay_s=3.0))

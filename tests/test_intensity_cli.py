@@ -10,10 +10,10 @@ from otel_carbon.cli import main
 
 if __package__:
     from . import intensity_fake_api as fake
-    from .intensity_helpers import clean_intensity_env, shared_cloud, shared_country, shared_region, shared_rows, year_of  # noqa: F401
+    from .intensity_helpers import clean_intensity_env, reference_cloud, reference_country, reference_region, reference_rows, year_of  # noqa: F401
 else:
     import intensity_fake_api as fake
-    from intensity_helpers import clean_intensity_env, shared_cloud, shared_country, shared_region, shared_rows, year_of  # noqa: F401
+    from intensity_helpers import clean_intensity_env, reference_cloud, reference_country, reference_region, reference_rows, year_of  # noqa: F401
 
 
 def _json(capsys, *argv):
@@ -22,7 +22,7 @@ def _json(capsys, *argv):
 
 
 def test_cloud_prints_value_zone_year_source_and_pue(capsys):
-    row = shared_cloud("aws", "eu-west-1")
+    row = reference_cloud("aws", "eu-west-1")
     doc = _json(capsys, "--cloud", "aws:eu-west-1")
     assert (doc["g_per_kwh"], doc["zone"], doc["year"], doc["source"], doc["pue"]) == (
         float(row["g_co2e_per_kwh"]),
@@ -35,12 +35,12 @@ def test_cloud_prints_value_zone_year_source_and_pue(capsys):
 
 
 def test_country_and_region(capsys):
-    assert _json(capsys, "--country", "fra")["g_per_kwh"] == float(shared_country("FRA")["g_co2e_per_kwh"])
+    assert _json(capsys, "--country", "fra")["g_per_kwh"] == float(reference_country("FRA")["g_co2e_per_kwh"])
     assert _json(capsys, "--region", "US-CA")["zone"] == "US-CA"
 
 
 def test_text_output_names_every_field(capsys):
-    row = shared_region("CA-QC")
+    row = reference_region("CA-QC")
     assert main(["intensity", "--region", "CA-QC", "--pue", "1.2"]) == 0
     out = capsys.readouterr().out
     for needle in (row["g_co2e_per_kwh"], "CA-QC", row["year"], row["source"], "pue        1.2"):
@@ -79,7 +79,7 @@ def test_live_provider_is_queried_once(monkeypatch, capsys):
         doc = _json(capsys, "--country", "GB")
         assert api.paths() == ["/intensity"]
     assert (doc["g_per_kwh"], doc["zone"], doc["live"], doc["provider"]) == (140.0, "GB", True, "uk")
-    assert doc["bundled"]["g_per_kwh"] == float(shared_country("GBR")["g_co2e_per_kwh"])
+    assert doc["bundled"]["g_per_kwh"] == float(reference_country("GBR")["g_co2e_per_kwh"])
 
 
 def test_live_provider_failure_shows_the_flagged_fallback(monkeypatch, capsys):
@@ -87,10 +87,10 @@ def test_live_provider_failure_shows_the_flagged_fallback(monkeypatch, capsys):
     monkeypatch.setenv("OTEL_CARBON_INTENSITY_PROVIDER_URL", "http://127.0.0.1:9")
     assert main(["intensity", "--country", "GB"]) == 0
     out = capsys.readouterr().out
-    assert "FALLBACK" in out and shared_country("GBR")["g_co2e_per_kwh"] in out
+    assert "FALLBACK" in out and reference_country("GBR")["g_co2e_per_kwh"] in out
 
 
 def test_list(capsys):
     assert main(["intensity", "--list", "regions"]) == 0
     codes = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert codes == [row["region_code"] for row in shared_rows("grid_intensity_subnational.csv")]
+    assert codes == [row["region_code"] for row in reference_rows("grid_intensity_subnational.csv")]

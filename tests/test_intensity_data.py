@@ -1,4 +1,4 @@
-"""Bundled data: built from shared/data, every row reachable with its year and source."""
+"""Bundled data: built from tests/data (the curated reference tables), every row reachable with its year and source."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from otel_carbon.data import load_table, table_names
 from otel_carbon.intensity import bundled
 
 if __package__:
-    from .intensity_helpers import REPO, SHARED_DATA, clean_intensity_env, shared_rows, year_of  # noqa: F401
+    from .intensity_helpers import REPO, REFERENCE_DATA, clean_intensity_env, reference_rows, year_of  # noqa: F401
 else:
-    from intensity_helpers import REPO, SHARED_DATA, clean_intensity_env, shared_rows, year_of  # noqa: F401
+    from intensity_helpers import REPO, REFERENCE_DATA, clean_intensity_env, reference_rows, year_of  # noqa: F401
 
 
 def _build_module():
@@ -34,8 +34,7 @@ def build_data():
 
 
 def test_packaged_files_are_what_the_build_script_makes(build_data):
-    shared_rows("grid_intensity_countries.csv")  # skips when shared/data is absent
-    outputs = build_data.build(SHARED_DATA)
+    outputs = build_data.build(REFERENCE_DATA)
     root = resources.files("otel_carbon.data")
     for filename, text in outputs.items():
         assert root.joinpath(filename).read_text(encoding="utf-8") == text, f"{filename} is stale: run tools/build_data.py"
@@ -44,8 +43,8 @@ def test_packaged_files_are_what_the_build_script_makes(build_data):
 @pytest.mark.parametrize(
     "table", ["grid_intensity_countries", "grid_intensity_subnational", "cloud_regions", "cpu_tdp", "cpu_power_model"]
 )
-def test_tables_match_the_shared_data(table):
-    expected = shared_rows(f"{table}.csv")
+def test_tables_match_the_reference_data(table):
+    expected = reference_rows(f"{table}.csv")
     rows = load_table(table)
     assert len(rows) == len(expected)
     for got, want in zip(rows, expected):
@@ -70,8 +69,8 @@ def test_every_intensity_row_keeps_year_and_source_columns():
             assert "year" in row and row["source"], (table, row)
 
 
-def test_every_country_resolves_to_its_shared_row():
-    for row in shared_rows("grid_intensity_countries.csv"):
+def test_every_country_resolves_to_its_reference_row():
+    for row in reference_rows("grid_intensity_countries.csv"):
         codes = [row["iso3"], row["iso3"].lower()] + ([row["iso2"], row["iso2"].lower()] if row["iso2"] else [])
         for code in codes:
             zone = bundled.country(code)
@@ -81,8 +80,8 @@ def test_every_country_resolves_to_its_shared_row():
             assert zone.intensity.pue == 1.0
 
 
-def test_every_region_resolves_to_its_shared_row():
-    for row in shared_rows("grid_intensity_subnational.csv"):
+def test_every_region_resolves_to_its_reference_row():
+    for row in reference_rows("grid_intensity_subnational.csv"):
         for code in (row["region_code"], row["region_code"].lower()):
             found = bundled.region(code).intensity
             assert (found.g_per_kwh, found.year, found.source, found.zone) == (
@@ -94,7 +93,7 @@ def test_every_region_resolves_to_its_shared_row():
 
 
 def test_every_cloud_region_resolves_with_its_pue():
-    for row in shared_rows("cloud_regions.csv"):
+    for row in reference_rows("cloud_regions.csv"):
         for provider, region in ((row["provider"], row["region"]), (row["provider"].upper(), row["region"].upper())):
             found = bundled.cloud(provider, region).intensity
             assert found.g_per_kwh == float(row["g_co2e_per_kwh"])
@@ -105,7 +104,7 @@ def test_every_cloud_region_resolves_with_its_pue():
 
 
 def test_world_is_the_wld_row():
-    row = next(r for r in shared_rows("grid_intensity_countries.csv") if r["iso3"] == "WLD")
+    row = next(r for r in reference_rows("grid_intensity_countries.csv") if r["iso3"] == "WLD")
     world = bundled.world()
     assert (world.g_per_kwh, world.year, world.source, world.zone) == (
         float(row["g_co2e_per_kwh"]),
@@ -116,7 +115,7 @@ def test_world_is_the_wld_row():
 
 
 def test_credits_carry_every_input_and_licence_of_sources_md():
-    text = (SHARED_DATA / "SOURCES.md").read_text(encoding="utf-8").replace("`", "")
+    text = (REFERENCE_DATA / "SOURCES.md").read_text(encoding="utf-8").replace("`", "")
     credits = load_table("data_sources")
     assert {row["id"] for row in credits} >= {"CC", "OWID", "CCF", "GRCI"}
     for row in credits:
@@ -149,9 +148,8 @@ def test_importing_the_package_parses_no_data_file():
 
 @pytest.fixture
 def source_copy(tmp_path):
-    shared_rows("grid_intensity_countries.csv")
     target = tmp_path / "data"
-    shutil.copytree(SHARED_DATA, target)
+    shutil.copytree(REFERENCE_DATA, target)
     for path in target.iterdir():
         path.chmod(0o644)
     return target

@@ -15,10 +15,10 @@ from otel_carbon.intensity.providers import ElectricityMaps, LiveReading, UKCarb
 
 if __package__:
     from . import intensity_fake_api as fake
-    from .intensity_helpers import clean_intensity_env, shared_country  # noqa: F401
+    from .intensity_helpers import clean_intensity_env, reference_country  # noqa: F401
 else:
     import intensity_fake_api as fake
-    from intensity_helpers import clean_intensity_env, shared_country  # noqa: F401
+    from intensity_helpers import clean_intensity_env, reference_country  # noqa: F401
 
 
 class ScriptedProvider:
@@ -271,7 +271,7 @@ def test_end_to_end_env_configured_live_source_refreshes_in_the_background(monke
             assert source.current().g_per_kwh == 120.0
         finally:
             assert source.shutdown(2.0)
-    gb = shared_country("GBR")
+    gb = reference_country("GBR")
     assert source.bundled.g_per_kwh == float(gb["g_co2e_per_kwh"]) and source.bundled.fallback
 
 

@@ -9,9 +9,9 @@ import pytest
 from otel_carbon.intensity import CUSTOM_ZONE, WORLD_ZONE, resolve, resolve_intensity
 
 if __package__:
-    from .intensity_helpers import clean_intensity_env, shared_cloud, shared_country, shared_region, year_of  # noqa: F401
+    from .intensity_helpers import clean_intensity_env, reference_cloud, reference_country, reference_region, year_of  # noqa: F401
 else:
-    from intensity_helpers import clean_intensity_env, shared_cloud, shared_country, shared_region, year_of  # noqa: F401
+    from intensity_helpers import clean_intensity_env, reference_cloud, reference_country, reference_region, year_of  # noqa: F401
 
 AWS_RESOURCE = {"cloud.provider": "aws", "cloud.region": "eu-west-1"}
 
@@ -24,7 +24,7 @@ def test_world_average_when_nothing_is_configured_warns_once(caplog):
     caplog.set_level(logging.WARNING, logger="otel_carbon")
     first = resolve_intensity({})
     second = resolve_intensity({})
-    world = shared_country("WLD")
+    world = reference_country("WLD")
     assert first == second
     assert (first.g_per_kwh, first.zone, first.year, first.source) == (
         _g(world),
@@ -39,8 +39,8 @@ def test_world_average_when_nothing_is_configured_warns_once(caplog):
 
 def test_full_chain_in_order(monkeypatch):
     """Each level wins over every level below it; removing it reveals the next."""
-    fr, de, us_ca = shared_country("FRA"), shared_country("DEU"), shared_region("US-CA")
-    aws = shared_cloud("aws", "eu-west-1")
+    fr, de, us_ca = reference_country("FRA"), reference_country("DEU"), reference_region("US-CA")
+    aws = reference_cloud("aws", "eu-west-1")
     monkeypatch.setenv("OTEL_CARBON_INTENSITY", "123.5")
     monkeypatch.setenv("OTEL_CARBON_REGION", "US-CA")
     monkeypatch.setenv("OTEL_CARBON_COUNTRY", "DE")
@@ -65,7 +65,7 @@ def test_full_chain_in_order(monkeypatch):
 
 
 def test_resource_from_otel_resource_attributes_env(monkeypatch):
-    row = shared_cloud("gcp", "europe-west1")
+    row = reference_cloud("gcp", "europe-west1")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=x,cloud.provider=gcp,cloud.region=europe-west1")
     found = resolve_intensity()  # None: the SDK's default Resource
     assert (found.g_per_kwh, found.zone, found.year, found.pue) == (
@@ -78,7 +78,7 @@ def test_resource_from_otel_resource_attributes_env(monkeypatch):
 
 
 def test_zone_year_and_source_are_reported():
-    row = shared_region("CA-QC")
+    row = reference_region("CA-QC")
     found = resolve(country=None, region="ca-qc")
     assert (found.intensity.zone, found.intensity.year, found.intensity.source) == (
         "CA-QC",
@@ -90,18 +90,18 @@ def test_zone_year_and_source_are_reported():
 
 @pytest.mark.parametrize("code", ["FR", "fr", "FRA", "fra", " Fr "])
 def test_country_codes_are_case_insensitive_alpha2_or_alpha3(code):
-    assert resolve_intensity({}, country=code).g_per_kwh == _g(shared_country("FRA"))
+    assert resolve_intensity({}, country=code).g_per_kwh == _g(reference_country("FRA"))
 
 
 def test_cloud_argument_forms():
-    row = shared_cloud("azure", "EastUS")
+    row = reference_cloud("azure", "EastUS")
     for cloud in ("azure:eastus", "AZURE:EastUS", ("azure", "East US")):
         found = resolve_intensity({}, cloud=cloud)
         assert (found.g_per_kwh, found.zone, found.pue) == (_g(row), "azure:eastus", float(row["pue"]))
 
 
 def test_availability_zone_in_cloud_region_maps_to_its_region():
-    row = shared_cloud("gcp", "us-central1")
+    row = reference_cloud("gcp", "us-central1")
     assert resolve_intensity({"cloud.provider": "gcp", "cloud.region": "us-central1-a"}).g_per_kwh == _g(row)
 
 
@@ -109,7 +109,7 @@ def test_availability_zone_in_cloud_region_maps_to_its_region():
 
 
 def test_pue_override_order(monkeypatch):
-    aws = shared_cloud("aws", "eu-west-1")
+    aws = reference_cloud("aws", "eu-west-1")
     assert resolve_intensity(AWS_RESOURCE).pue == float(aws["pue"])
     assert resolve_intensity({}, country="FR").pue == 1.0
     monkeypatch.setenv("OTEL_CARBON_PUE", "1.4")
@@ -119,7 +119,7 @@ def test_pue_override_order(monkeypatch):
 
 
 def test_emissions_apply_intensity_and_pue():
-    aws = shared_cloud("aws", "eu-west-1")
+    aws = reference_cloud("aws", "eu-west-1")
     found = resolve_intensity(AWS_RESOURCE)
     energy_j = 7.2e6  # 2 kWh
     assert found.emissions_g(energy_j) == pytest.approx(2 * _g(aws) * float(aws["pue"]))
@@ -129,7 +129,7 @@ def test_emissions_apply_intensity_and_pue():
 @pytest.mark.parametrize("bad", ["0.9", "abc", "-1", "inf"])
 def test_bad_pue_env_warns_and_is_ignored(monkeypatch, caplog, bad):
     monkeypatch.setenv("OTEL_CARBON_PUE", bad)
-    assert resolve_intensity(AWS_RESOURCE).pue == float(shared_cloud("aws", "eu-west-1")["pue"])
+    assert resolve_intensity(AWS_RESOURCE).pue == float(reference_cloud("aws", "eu-west-1")["pue"])
     assert any("OTEL_CARBON_PUE" in r.getMessage() and ">= 1" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="OTEL_CARBON_PUE"):
         resolve_intensity(AWS_RESOURCE, strict=True)
@@ -176,7 +176,7 @@ def test_unknown_env_country_is_logged_with_suggestions_and_falls_through(monkey
 def test_unknown_env_region_falls_back_to_env_country(monkeypatch):
     monkeypatch.setenv("OTEL_CARBON_REGION", "US-ZZ")
     monkeypatch.setenv("OTEL_CARBON_COUNTRY", "US")
-    assert resolve_intensity({}).g_per_kwh == _g(shared_country("USA"))
+    assert resolve_intensity({}).g_per_kwh == _g(reference_country("USA"))
 
 
 def test_unknown_resource_region_is_logged_and_world_is_used(caplog):
@@ -191,7 +191,7 @@ def test_unknown_resource_region_is_logged_and_world_is_used(caplog):
 def test_bad_env_intensity_warns_and_falls_through(monkeypatch, caplog):
     monkeypatch.setenv("OTEL_CARBON_INTENSITY", "lots")
     monkeypatch.setenv("OTEL_CARBON_COUNTRY", "SE")
-    assert resolve_intensity({}).g_per_kwh == _g(shared_country("SWE"))
+    assert resolve_intensity({}).g_per_kwh == _g(reference_country("SWE"))
     assert any("OTEL_CARBON_INTENSITY" in r.getMessage() for r in caplog.records)
 
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Build the package's bundled data files from the curated tables in ``shared/data``.
+"""Build the package's bundled data files from the curated tables in ``tests/data``.
 
 Usage::
 
     python tools/build_data.py [SOURCE_DIR] [--out otel_carbon/data] [--check]
 
-``SOURCE_DIR`` defaults to ``<repo>/../shared/data``. The script reads the curated CSV
+``SOURCE_DIR`` defaults to ``<repo>/tests/data`` (the curated tables live there, inside the
+repository, because the data tests compare the package against them). The script reads the curated CSV
 tables (each documented in that directory's ``SOURCES.md``), validates them, keeps only the
 columns the package uses, and writes them to ``otel_carbon/data/``. It never changes a value:
 numbers are copied as the exact strings of the source, so what ships is what ``SOURCES.md``
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_SOURCE_DIR = REPO_ROOT / "tests" / "data"
 DEFAULT_OUT_DIR = REPO_ROOT / "otel_carbon" / "data"
 
 Row = Dict[str, str]

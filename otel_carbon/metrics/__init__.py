@@ -9,7 +9,7 @@
     tracer_provider.add_span_processor(processor)
     CarbonMetrics(meter_provider).attach(processor)   # or CarbonMetrics() for the global one
 
-Instruments (names and units in :mod:`otel_carbon.attributes`, table in the README):
+Instruments (names and units in :mod:`otel_carbon.attributes`, table in docs/metrics.md):
 
 * hardware, after the ``hw.*`` semantic conventions: ``hw.energy`` (counter, J) and
   ``hw.power`` (gauge, W) per component with ``hw.type``, ``hw.id``, ``hw.name`` and

@@ -13,7 +13,7 @@ from otel_carbon.intensity.model import Intensity
 
 _logger = logging.getLogger("otel_carbon")
 
-#: CodeCarbon arguments accepted for drop-in migration and ignored (see the README table).
+#: CodeCarbon arguments accepted for drop-in migration and ignored (see the table in docs/codecarbon.md).
 _CODECARBON_IGNORED = frozenset(
     """offline log_level measure_power_secs gpu_ids emissions_endpoint experiment_name
     co2_signal_api_token electricitymaps_api_token api_call_interval api_endpoint api_key
