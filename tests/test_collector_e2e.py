@@ -16,6 +16,8 @@ Binaries: tests/collector_stack.py (``OTEL_CARBON_E2E``)."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import os
 import shutil
@@ -223,6 +225,39 @@ def test_prometheus_per_route_totals_are_the_sums_over_spans(stack):
     assert stack.prom.query(f'{APP_PROM_NAMES[A.HW_ENERGY][0]}{{job="{SERVICE}"}}')
 
 
+def load_verify():
+    spec = importlib.util.spec_from_file_location("otel_carbon_collector_verify", COLLECTOR / "verify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_verify_py_on_the_real_jaeger_and_prometheus(stack):
+    """collector/verify.py, and the answers tests/jaeger_fake.py imitates, on the real thing."""
+    verify = load_verify()
+    with_figures = [s for s in console_spans(stack.spans_file) if A.ENERGY_TOTAL in s["attributes"]]
+    report = verify.check_jaeger(stack.jaeger.url, SERVICE, lookback_s=600)
+    assert report["ok"] and report["status"] == 200, report
+    assert report["spans_with_figures"] == len(with_figures)
+    assert report["traces"] == len({s["context"]["trace_id"] for s in with_figures})
+    assert report["energy_j"] == pytest.approx(sum(s["attributes"][A.ENERGY_TOTAL] for s in with_figures), rel=REL)
+    assert report["emissions_g"] == pytest.approx(sum(s["attributes"][A.EMISSIONS] for s in with_figures), rel=REL)
+    assert report["services"] == [SERVICE]
+    # Jaeger's answers that the stand-in imitates: 404 with an error body, 400 without a time range
+    other = verify.check_jaeger(stack.jaeger.url, "no-such-service", lookback_s=600)
+    assert not other["ok"] and other["status"] == 404, other
+    old = verify.check_jaeger(stack.jaeger.url, SERVICE, lookback_s=60, now_s=time.time() + 3600)
+    assert not old["ok"] and old["status"] == 404, old
+    status, raw = verify._get(f"{stack.jaeger.url}/api/v3/traces?query.service_name={SERVICE}", 5)
+    assert status == 400 and json.loads(raw)["error"]["httpCode"] == 400
+    prometheus = verify.check_prometheus(stack.prom.url, SERVICE)
+    assert prometheus["ok"], prometheus
+    out = io.StringIO()
+    assert verify.main(["--jaeger", stack.jaeger.url, "--prometheus", stack.prom.url, "--service", SERVICE], out=out) == 0
+    assert "carbon figures arrived" in out.getvalue()
+
+
+@pytest.mark.jaeger_ui
 @pytest.mark.skipif(CHROMIUM is None, reason="the chromium binary is missing (apt-get install chromium)")
 def test_jaeger_ui_shows_the_energy_tag(stack, tmp_path):
     page = stack.jaeger.get("/").text
