@@ -16,7 +16,6 @@ Binaries: tests/collector_stack.py (``OTEL_CARBON_E2E``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -35,12 +34,14 @@ try:
     from collector_stack import COLLECTOR, Collector, Jaeger, base_env, binaries, free_port
     from prometheus_server import PrometheusServer, prometheus_binary
     from test_collector_names import APP_PROM_NAMES, connector_prom_names
+    from test_collector_verify import load_verify
     from test_examples_common import BIN, COUNTRY, EXAMPLES, Proc, wait_http, wait_until
 except ImportError:  # tests/ imported as a package
     from .cdp_browser import CHROMIUM, Browser
     from .collector_stack import COLLECTOR, Collector, Jaeger, base_env, binaries, free_port
     from .prometheus_server import PrometheusServer, prometheus_binary
     from .test_collector_names import APP_PROM_NAMES, connector_prom_names
+    from .test_collector_verify import load_verify
     from .test_examples_common import BIN, COUNTRY, EXAMPLES, Proc, wait_http, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -228,13 +229,6 @@ def test_prometheus_per_route_totals_are_the_sums_over_spans(stack):
             assert prometheus[route] == pytest.approx(total, rel=REL), (what, route)
     # the app's meter also reports the hardware's energy, through the same collector
     assert stack.prom.query(f'{APP_PROM_NAMES[A.HW_ENERGY][0]}{{job="{SERVICE}"}}')
-
-
-def load_verify():
-    spec = importlib.util.spec_from_file_location("otel_carbon_collector_verify", COLLECTOR / "verify.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_verify_py_on_the_real_jaeger_and_prometheus(stack):
