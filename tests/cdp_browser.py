@@ -13,6 +13,7 @@ The browser listens on a port it picks itself (``--remote-debugging-port=0``, re
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
@@ -40,11 +41,13 @@ class Browser:
         )
         self._next_id = 0
         self._ws: Any = None
+        self._exit = contextlib.ExitStack()
         try:
             port = self._devtools_port(profile / "DevToolsActivePort")
             pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
             page = next(p for p in pages if p.get("type") == "page")
-            self._ws = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, proxy=None)
+            self._ws = self._exit.enter_context(
+                connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, proxy=None))
             self.call("Page.enable")
         except BaseException:
             self.close()
@@ -82,24 +85,30 @@ class Browser:
         self.call("Page.navigate", url=url)
 
     def wait_for(self, expression: str, timeout_s: float, what: Optional[str] = None) -> Any:
-        """Evaluate ``expression`` until it is truthy; return its value."""
+        """Evaluate ``expression`` until it is truthy (errors count as not yet: the page may
+        still be loading); return its value."""
         deadline = time.monotonic() + timeout_s
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value, error = None, exc
+            else:
+                error = None
             if value:
                 return value
             if time.monotonic() > deadline:
                 text = self.evaluate("document.body ? document.body.innerText.slice(0, 2000) : ''")
-                raise AssertionError(f"timed out after {timeout_s}s waiting for {what or expression}; page:\n{text}")
+                raise AssertionError(f"timed out after {timeout_s}s waiting for {what or expression} "
+                                     f"({error}); page:\n{text}")
             time.sleep(0.2)
 
     def screenshot(self) -> bytes:
         return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
 
     def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._ws = None
+        self._exit.close()
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
