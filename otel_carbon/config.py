@@ -1,15 +1,17 @@
 """Environment variables: every name, its default and its parser live here.
 
-Bad values never raise: :func:`env_float` and friends log one warning that names the
-variable and the expected form, and return the documented default. Code arguments are
-validated by the callers (they raise ``ValueError``).
+Bad values never raise: :func:`env_number` (numbers, within their documented
+:data:`RANGES`), :func:`env_choice` and :func:`env_token` (credentials, codes) log one
+warning that names the variable and the expected form, and return the documented default.
+Code arguments are validated by the callers (they raise ``ValueError``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Optional, TypeVar
+import re
+from typing import Callable, Dict, NamedTuple, Optional, TypeVar
 
 from otel_carbon._log import warn_once
 
@@ -52,44 +54,52 @@ DEFAULT_SAMPLE_INTERVAL_S = 0.1
 DEFAULT_MAX_OPEN_SPANS = 100_000
 
 
-def _env(name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+class Range(NamedTuple):
+    """The documented range of a numeric variable: ``low`` (excluded when ``low_open``) to
+    ``high``, in ``unit``; ``integer`` for whole numbers. A value outside it is a mistake
+    (a unit error, a typo) that would flood the host or give absurd figures."""
+
+    low: float
+    high: float
+    unit: str = ""
+    integer: bool = False
+    low_open: bool = False
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{kind} {'>' if self.low_open else '>='} {self.low:g} and <= {self.high:g}{unit}"
+
+    def parse(self, raw: str) -> float:
+        """The value of ``raw`` when it is a number in range, else ``ValueError``."""
+        if not raw.isascii():  # float() would take Arabic-Indic or full-width digits
+            raise ValueError(raw)
+        value: float = int(raw) if self.integer else float(raw)
+        low_ok = value > self.low if self.low_open else value >= self.low
+        if not (low_ok and value <= self.high):  # NaN fails both
+            raise ValueError(raw)
+        return value
+
+
+def _env(name: str, default: T, parse: Callable[[str], T], expected: str, strict: bool = False) -> T:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         return parse(raw.strip())
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
+        if strict:
+            raise ValueError(f"{name}={raw!r} is invalid: expected {expected}") from None
         warn_once(
             _logger,
             f"env:{name}",
-            "%s=%r is invalid: expected %s; using the default %r",
+            "%s=%r is invalid: expected %s; using the default %s",
             name,
             raw,
             expected,
-            default,
+            "(unset)" if default is None else repr(default),
         )
         return default
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not (value > 0 and value < float("inf")):
-        raise ValueError(raw)
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not (value >= 0 and value < float("inf")):
-        raise ValueError(raw)
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(raw)
-    return value
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -102,16 +112,11 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def env_positive_float(name: str, default: Optional[float]) -> Optional[float]:
-    return _env(name, default, _positive_float, "a number > 0")
-
-
-def env_non_negative_float(name: str, default: Optional[float]) -> Optional[float]:
-    return _env(name, default, _non_negative_float, "a number >= 0")
-
-
-def env_positive_int(name: str, default: int) -> int:
-    return _env(name, default, _positive_int, "a whole number > 0")
+def env_number(name: str, default: Optional[float], strict: bool = False) -> Optional[float]:
+    """The value of numeric variable ``name`` within its documented :data:`RANGES`, else
+    ``default`` with one warning naming the variable (``strict``: ``ValueError``)."""
+    bounds = RANGES[name]
+    return _env(name, default, bounds.parse, bounds.describe(), strict)
 
 
 def env_choice(name: str, default: str, *choices: str) -> str:
@@ -123,23 +128,51 @@ def env_str(name: str, default: str) -> str:
     return raw.strip() if raw and raw.strip() else default
 
 
+#: Longest credential accepted from the environment, and longest provider code (zone, region).
+MAX_SECRET_CHARS = 1024
+MAX_CODE_CHARS = 64
+
+
+def env_token(name: str, *, secret: bool, strict: bool = False) -> Optional[str]:
+    """A credential (``secret``) or a provider code: printable ASCII without whitespace, at
+    most :data:`MAX_SECRET_CHARS` (:data:`MAX_CODE_CHARS`) characters; "" when unset; else
+    None with one warning naming the variable. A secret's value is never shown: a token with
+    a newline would otherwise reach an HTTP header, and then an error message."""
+    raw = os.environ.get(name, "").strip()
+    if raw == "" or (is_token(raw, MAX_SECRET_CHARS) if secret else is_code(raw)):
+        return raw
+    if secret:
+        expected = f"printable ASCII without spaces or line breaks, at most {MAX_SECRET_CHARS} characters"
+        shown = "the value is not shown"
+    else:
+        expected = f"letters, digits and . _ : + - only, at most {MAX_CODE_CHARS} characters"
+        shown = f"got {raw[:MAX_CODE_CHARS]!r}"
+    message = f"{name} is not usable: expected {expected} ({shown})"
+    if strict:
+        raise ValueError(message)
+    warn_once(_logger, f"env:{name}", "%s; it is ignored", message)
+    return None
+
+
+_CODE = re.compile(r"[A-Za-z0-9_.:+-]+")
+
+
+def is_code(text: str) -> bool:
+    """A zone or region code: letters, digits and ``. _ : + -``, 1 to MAX_CODE_CHARS long."""
+    return 0 < len(text) <= MAX_CODE_CHARS and text.isascii() and _CODE.fullmatch(text) is not None
+
+
+def is_token(text: str, max_chars: int) -> bool:
+    """Printable ASCII with no whitespace, 1 to ``max_chars`` characters."""
+    return 0 < len(text) <= max_chars and text.isascii() and text.isprintable() and not any(c.isspace() for c in text)
+
+
 MAX_SAMPLE_INTERVAL_S = 3600.0
-
-
-def _interval(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value <= MAX_SAMPLE_INTERVAL_S:
-        raise ValueError(raw)
-    return value
+MIN_SAMPLE_INTERVAL_S = 0.01
 
 
 def sample_interval_s() -> float:
-    return _env(
-        OTEL_CARBON_SAMPLE_INTERVAL,
-        DEFAULT_SAMPLE_INTERVAL_S,
-        _interval,
-        f"a number of seconds > 0 and <= {MAX_SAMPLE_INTERVAL_S:g}",
-    )
+    return env_number(OTEL_CARBON_SAMPLE_INTERVAL, DEFAULT_SAMPLE_INTERVAL_S)  # type: ignore[return-value]
 
 
 def powercap_root() -> str:
@@ -151,7 +184,7 @@ def idle_policy() -> str:
 
 
 def embodied_g_per_hour() -> Optional[float]:
-    return env_non_negative_float(OTEL_CARBON_EMBODIED_G_PER_HOUR, None)
+    return env_number(OTEL_CARBON_EMBODIED_G_PER_HOUR, None)
 
 
 def speedups() -> bool:
@@ -159,7 +192,7 @@ def speedups() -> bool:
 
 
 def max_open_spans() -> int:
-    return env_positive_int(OTEL_CARBON_MAX_OPEN_SPANS, DEFAULT_MAX_OPEN_SPANS)
+    return int(env_number(OTEL_CARBON_MAX_OPEN_SPANS, DEFAULT_MAX_OPEN_SPANS))  # type: ignore[arg-type]
 
 
 # -- Carbon intensity (appended by the intensity module; see otel_carbon/intensity/) --------
@@ -233,12 +266,29 @@ work of the tracked span: correct when tracked calls overlap in one process) or 
 (everything the host drew, idle included, like CodeCarbon's machine mode)."""
 
 
+OTEL_CARBON_CSV_SAFE = "OTEL_CARBON_CSV_SAFE"
+"""``off`` (default) or ``on``: in ``emissions.csv``, prefix a text cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return with ``'`` so a spreadsheet shows it
+as text instead of running it as a formula. Off by default: CodeCarbon writes such cells as
+they are, and files shared with it stay byte-compatible."""
+
+
+def csv_safe() -> bool:
+    return env_choice(OTEL_CARBON_CSV_SAFE, "off", "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
+
+
 def save_to_file_default() -> bool:
     return env_choice(OTEL_CARBON_SAVE_TO_FILE, "true", "true", "false", "1", "0", "yes", "no") in ("true", "1", "yes")
 
 
 def output_dir_default() -> str:
-    return env_str(OTEL_CARBON_OUTPUT_DIR, ".")
+    """``OTEL_CARBON_OUTPUT_DIR`` when it is a directory, else ``.`` (one warning)."""
+    value = env_str(OTEL_CARBON_OUTPUT_DIR, ".")
+    if value == "." or os.path.isdir(value):
+        return value
+    warn_once(_logger, f"env:{OTEL_CARBON_OUTPUT_DIR}", "%s=%r is not a directory; using the default '.'",
+              OTEL_CARBON_OUTPUT_DIR, value)
+    return "."
 
 
 def track_scope_default() -> str:
@@ -253,3 +303,26 @@ already include its children's) or ``all``."""
 
 def metric_spans() -> str:
     return env_choice(OTEL_CARBON_METRIC_SPANS, "local_root", "local_root", "all")
+
+
+# -- Documented ranges (docs/configuration.md shows this table) ------------------------------
+#: Per-host watts: a constant draw, an idle draw or a CPU's TDP above this is a unit error.
+MAX_HOST_POWER_W = 100_000.0
+#: Highest grid intensity accepted (g CO2e/kWh); coal, the dirtiest source, is ~1,000.
+MAX_INTENSITY_G_PER_KWH = 2000.0
+#: Live refreshes: at most one a minute, at least one a day.
+MIN_INTENSITY_REFRESH_S = 60.0
+MAX_INTENSITY_REFRESH_S = 86_400.0
+
+RANGES: Dict[str, Range] = {
+    OTEL_CARBON_SAMPLE_INTERVAL: Range(MIN_SAMPLE_INTERVAL_S, MAX_SAMPLE_INTERVAL_S, "s"),
+    OTEL_CARBON_MAX_OPEN_SPANS: Range(1, 10_000_000, integer=True),
+    OTEL_CARBON_CPU_TDP_W: Range(0, 10_000.0, "W", low_open=True),
+    OTEL_CARBON_POWER_W: Range(0, MAX_HOST_POWER_W, "W", low_open=True),
+    OTEL_CARBON_IDLE_POWER_W: Range(0, MAX_HOST_POWER_W, "W"),
+    OTEL_CARBON_EMBODIED_G_PER_HOUR: Range(0, 100_000.0, "g/h"),
+    OTEL_CARBON_INTENSITY: Range(0, MAX_INTENSITY_G_PER_KWH, "g CO2e/kWh"),
+    OTEL_CARBON_PUE: Range(1, 5, ""),
+    OTEL_CARBON_INTENSITY_REFRESH: Range(MIN_INTENSITY_REFRESH_S, MAX_INTENSITY_REFRESH_S, "s"),
+    OTEL_CARBON_INTENSITY_TIMEOUT: Range(0.1, 60.0, "s"),
+}

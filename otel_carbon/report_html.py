@@ -1,88 +1,20 @@
 """One self-contained HTML file: energy and CO2e per route and over time.
 
-No network and no CDN: the data is embedded as JSON, an inline script draws inline SVG
-bar charts (one ``rect.bar`` per bar) and marks ``#charts`` with ``data-rendered="true"``
-and ``data-bars="N"`` when done, so a headless browser can check that it rendered. The
-table below the charts is plain HTML and reads without JavaScript.
+No network, no CDN and no JavaScript: the charts are inline SVG written here (one
+``rect.bar`` per bar, a ``<title>`` tooltip on each), so the page renders the same in any
+browser, with scripts off, in a mail client or as a CI artifact. ``#charts`` carries
+``data-bars="N"`` for checks. Every text is escaped; numbers are finite (bad input lines
+never get this far).
 """
 
 from __future__ import annotations
 
+import datetime
 import html
-import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
-from otel_carbon.report_data import SpanRecord, format_energy, format_grams, time_series
-
-_SCRIPT = r"""
-(function () {
-  var data = JSON.parse(document.getElementById("report-data").textContent);
-  var NS = "http://www.w3.org/2000/svg";
-  var root = document.getElementById("charts");
-  var bars = 0;
-  function el(name, attrs, parent) {
-    var node = document.createElementNS(NS, name);
-    for (var k in attrs) { node.setAttribute(k, attrs[k]); }
-    if (parent) { parent.appendChild(node); }
-    return node;
-  }
-  function fmt(v) { return v === 0 ? "0" : Number(v).toPrecision(3); }
-  function horizontal(title, unit, labels, values, color) {
-    var box = document.createElement("figure");
-    var cap = document.createElement("figcaption");
-    cap.textContent = title + " (" + unit + ")";
-    box.appendChild(cap);
-    var rowH = 22, labelW = 260, plotW = 420, h = rowH * labels.length + 10;
-    var svg = el("svg", {width: labelW + plotW + 90, height: h, role: "img"}, box);
-    var max = Math.max.apply(null, values.concat([0]));
-    labels.forEach(function (label, i) {
-      var y = 5 + i * rowH;
-      var w = max > 0 ? Math.max(values[i] / max * plotW, values[i] > 0 ? 1 : 0) : 0;
-      var t = el("text", {x: labelW - 6, y: y + 15, "text-anchor": "end"}, svg);
-      t.textContent = label.length > 40 ? label.slice(0, 39) + "\u2026" : label;
-      var r = el("rect", {x: labelW, y: y + 3, width: w, height: rowH - 6, fill: color,
-                          "class": "bar", "data-series": title, "data-value": values[i]}, svg);
-      el("title", {}, r).textContent = label + ": " + fmt(values[i]) + " " + unit;
-      el("text", {x: labelW + w + 4, y: y + 15}, svg).textContent = fmt(values[i]);
-      bars++;
-    });
-    root.appendChild(box);
-  }
-  function vertical(title, unit, times, values, color) {
-    var box = document.createElement("figure");
-    var cap = document.createElement("figcaption");
-    cap.textContent = title + " (" + unit + ")";
-    box.appendChild(cap);
-    var W = 700, H = 180, pad = 30, n = values.length;
-    var svg = el("svg", {width: W + 2 * pad, height: H + 2 * pad, role: "img"}, box);
-    var max = Math.max.apply(null, values.concat([0]));
-    var bw = n ? W / n : W;
-    el("line", {x1: pad, y1: pad + H, x2: pad + W, y2: pad + H, stroke: "#555"}, svg);
-    values.forEach(function (v, i) {
-      var h = max > 0 ? Math.max(v / max * H, v > 0 ? 1 : 0) : 0;
-      var r = el("rect", {x: pad + i * bw + 1, y: pad + H - h, width: Math.max(bw - 2, 1), height: h,
-                          fill: color, "class": "bar", "data-series": title, "data-value": v}, svg);
-      el("title", {}, r).textContent = new Date(times[i] / 1e6).toISOString() + ": " + fmt(v) + " " + unit;
-      bars++;
-    });
-    if (n) {
-      el("text", {x: pad, y: pad + H + 16}, svg).textContent = new Date(times[0] / 1e6).toISOString();
-      el("text", {x: pad + W, y: pad + H + 16, "text-anchor": "end"}, svg).textContent =
-        new Date(times[n - 1] / 1e6).toISOString();
-    }
-    el("text", {x: pad, y: pad - 8}, svg).textContent = "max " + fmt(max) + " " + unit + " per bucket";
-    root.appendChild(box);
-  }
-  var labels = data.rows.map(function (r) { return r.key; });
-  horizontal("Energy per route", "J", labels, data.rows.map(function (r) { return r.energy_total_j; }), "#3b7dd8");
-  horizontal("CO2e per route", "g", labels, data.rows.map(function (r) { return r.emissions_total_g; }), "#2e9e5b");
-  var times = data.series.map(function (p) { return p[0]; });
-  vertical("Energy over time", "J", times, data.series.map(function (p) { return p[1]; }), "#3b7dd8");
-  vertical("CO2e over time", "g", times, data.series.map(function (p) { return p[2]; }), "#2e9e5b");
-  root.setAttribute("data-bars", String(bars));
-  root.setAttribute("data-rendered", "true");
-})();
-"""
+from otel_carbon.report_data import SpanRecord, counted_once, time_series
+from otel_carbon.units_text import format_energy, format_grams, format_seconds, format_si
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -92,21 +24,91 @@ table { border-collapse: collapse; } th, td { padding: .25em .7em; border-bottom
 td.n { text-align: right; font-variant-numeric: tabular-nums; } .note { color: #666; }
 """
 
+_ROW_H, _LABEL_W, _PLOT_W = 22, 260, 420
+_W, _H, _PAD = 700, 180, 30
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _iso(t_ns: int) -> str:
+    return datetime.datetime.fromtimestamp(t_ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _horizontal(title: str, unit: str, labels: Sequence[str], values: Sequence[float], color: str) -> Tuple[str, int]:
+    height = _ROW_H * len(labels) + 10
+    biggest = max([0.0, *values])
+    parts = [f'<figure><figcaption>{_e(title)}</figcaption>'
+             f'<svg xmlns="http://www.w3.org/2000/svg" width="{_LABEL_W + _PLOT_W + 90}" height="{height}" role="img">']
+    for i, (label, value) in enumerate(zip(labels, values)):
+        y = 5 + i * _ROW_H
+        width = max(value / biggest * _PLOT_W, 1.0 if value > 0 else 0.0) if biggest > 0 else 0.0
+        short = label if len(label) <= 40 else label[:39] + "\u2026"
+        text = format_si(value, unit)
+        parts.append(
+            f'<text x="{_LABEL_W - 6}" y="{y + 15}" text-anchor="end">{_e(short)}</text>'
+            f'<rect x="{_LABEL_W}" y="{y + 3}" width="{_num(width)}" height="{_ROW_H - 6}" fill="{color}" '
+            f'class="bar" data-series="{_e(title)}" data-value="{value!r}"><title>{_e(label)}: {_e(text)}</title></rect>'
+            f'<text x="{_num(_LABEL_W + width + 4)}" y="{y + 15}">{_e(text)}</text>'
+        )
+    parts.append("</svg></figure>")
+    return "".join(parts), len(labels)
+
+
+def _vertical(title: str, unit: str, times: Sequence[int], values: Sequence[float], color: str) -> Tuple[str, int]:
+    n = len(values)
+    biggest = max([0.0, *values])
+    bar_w = _W / n if n else _W
+    parts = [f'<figure><figcaption>{_e(title)}</figcaption>'
+             f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W + 2 * _PAD}" height="{_H + 2 * _PAD}" role="img">',
+             f'<line x1="{_PAD}" y1="{_PAD + _H}" x2="{_PAD + _W}" y2="{_PAD + _H}" stroke="#555"/>']
+    for i, (t, value) in enumerate(zip(times, values)):
+        h = max(value / biggest * _H, 1.0 if value > 0 else 0.0) if biggest > 0 else 0.0
+        parts.append(
+            f'<rect x="{_num(_PAD + i * bar_w + 1)}" y="{_num(_PAD + _H - h)}" width="{_num(max(bar_w - 2, 1))}" '
+            f'height="{_num(h)}" fill="{color}" class="bar" data-series="{_e(title)}" data-value="{value!r}">'
+            f'<title>{_iso(t)}: {_e(format_si(value, unit))}</title></rect>'
+        )
+    if n:
+        parts.append(f'<text x="{_PAD}" y="{_PAD + _H + 16}">{_iso(times[0])}</text>'
+                     f'<text x="{_PAD + _W}" y="{_PAD + _H + 16}" text-anchor="end">{_iso(times[-1])}</text>')
+    parts.append(f'<text x="{_PAD}" y="{_PAD - 8}">max {_e(format_si(biggest, unit))} per bucket</text></svg></figure>')
+    return "".join(parts), n
+
+
+def charts(spans: List[SpanRecord], rows: List[Dict[str, Any]]) -> Tuple[str, int]:
+    """The four charts as inline SVG, and how many bars they hold."""
+    requests, programs = counted_once(spans)  # over time, each piece of work once
+    _, _, series = time_series(requests or programs)
+    labels = [r["key"] for r in rows]
+    times = [p[0] for p in series]
+    made = [
+        _horizontal("Energy per route", "J", labels, [r["energy_total_j"] for r in rows], "#3b7dd8"),
+        _horizontal("CO2e per route", "g", labels, [r["emissions_total_g"] for r in rows], "#2e9e5b"),
+        _vertical("Energy over time", "J", times, [p[1] for p in series], "#3b7dd8"),
+        _vertical("CO2e over time", "g", times, [p[2] for p in series], "#2e9e5b"),
+    ]
+    return "\n".join(svg for svg, _ in made), sum(n for _, n in made)
+
 
 def render_html(spans: List[SpanRecord], rows: List[Dict[str, Any]], source: str = "") -> str:
-    _, _, series = time_series(spans)
-    payload = json.dumps({"rows": rows, "series": series}).replace("<", "\\u003c")
+    svg, bars = charts(spans, rows)
     table_rows = "\n".join(
         "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>"
-        "<td class=n>{}</td><td class=n>{:.3g} ms</td><td>{}</td></tr>".format(
-            html.escape(r["key"]),
+        "<td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>".format(
+            _e(r["key"]),
             r["count"],
-            format_energy(r["energy_total_j"]),
-            format_energy(r["energy_mean_j"]),
-            format_energy(r["energy_p95_j"]),
-            format_grams(r["emissions_total_g"]),
-            r["duration_mean_s"] * 1000,
-            html.escape(r["method"]),
+            _e(format_energy(r["energy_total_j"])),
+            _e(format_energy(r["energy_mean_j"])),
+            _e(format_energy(r["energy_p95_j"])),
+            _e(format_grams(r["emissions_total_g"])),
+            _e(format_seconds(r["duration_mean_s"])),
+            _e(r["method"]),
         )
         for r in rows
     )
@@ -119,17 +121,17 @@ def render_html(spans: List[SpanRecord], rows: List[Dict[str, Any]], source: str
 <style>{_STYLE}</style></head>
 <body>
 <h1>Energy and CO2e per route</h1>
-<p class=note>{html.escape(source)} &middot; {len(spans)} spans</p>
+<p class=note>{_e(source)} &middot; {len(spans)} spans</p>
 {note}
-<div id="charts" data-rendered="false"></div>
+<div id="charts" data-bars="{bars}">
+{svg}
+</div>
 <h2>Table</h2>
 <table><thead><tr><th>span / route</th><th>count</th><th>energy total</th><th>mean</th><th>p95</th>
 <th>CO2e</th><th>mean duration</th><th>method</th></tr></thead>
 <tbody>
 {table_rows}
 </tbody></table>
-<script type="application/json" id="report-data">{payload}</script>
-<script>{_SCRIPT}</script>
 </body></html>
 """
 

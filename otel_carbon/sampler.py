@@ -44,6 +44,7 @@ import psutil
 
 from otel_carbon import config
 from otel_carbon._log import warn_once
+from otel_carbon._untraced import run_untraced
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
 from otel_carbon.cpu_clock import speedups
 from otel_carbon.intensity import IntensitySource, intensity_source
@@ -155,8 +156,10 @@ class Sampler:
     ) -> None:
         if interval_s is None:
             interval_s = config.sample_interval_s()
-        if not (isinstance(interval_s, (int, float)) and 0 < interval_s <= threading.TIMEOUT_MAX):
-            raise ValueError(f"interval_s must be a number of seconds > 0, got {interval_s!r}")
+        bounds = config.RANGES[config.OTEL_CARBON_SAMPLE_INTERVAL]
+        if isinstance(interval_s, bool) or not (isinstance(interval_s, (int, float)) and bounds.low <= interval_s <= bounds.high):
+            # below 10 ms the sampler alone costs a large share of a core
+            raise ValueError(f"interval_s must be {bounds.describe()}, got {interval_s!r}")
         if not isinstance(probe, Probe):
             raise ValueError(f"probe must be an otel_carbon Probe (see probe_sensors()), got {type(probe).__name__}")
         if intensity is not None and not callable(getattr(intensity, "current", None)):
@@ -184,6 +187,8 @@ class Sampler:
         self._method_ok = _combine(methods)
         self._intensity_given = intensity is not None
         self._intensity = intensity if intensity is not None else intensity_source()
+        self._pending_resource: Optional[Dict[str, object]] = None
+        self._resource_lock = threading.Lock()
         self._clock_ns = clock_ns
         self._pid = os.getpid()
         self._n_cpus = psutil.cpu_count(logical=True) or 1
@@ -232,24 +237,38 @@ class Sampler:
             self._stop.clear()
             if _first_tick:
                 self.tick()  # a first reading now, so the first spans have a baseline
-            self._thread = threading.Thread(target=self._run, args=(not _first_tick,), name="otel-carbon-sampler", daemon=True)
+            self._thread = threading.Thread(
+                target=run_untraced(self._run), args=(not _first_tick,), name="otel-carbon-sampler", daemon=True
+            )
             self._thread.start()
         return self
 
     def use_resource(self, resource_attributes: Dict[str, object]) -> None:
         """Resolve the intensity again with the tracer provider's Resource (cloud.provider,
         cloud.region), unless an intensity source was given explicitly. Called once, with
-        the first span's resource."""
+        the first span's resource, on the application's thread: so it only hands the
+        attributes over and wakes the sampler thread, which resolves them (bundled tables,
+        maybe a live provider's thread to stop) before its next reading. Spans that end
+        before that reading carry the intensity known until then."""
         if self._intensity_given or not any(k.startswith("cloud.") for k in resource_attributes):
             return
+        self._intensity_given = True
+        self._pending_resource = dict(resource_attributes)
+        self.wake()
+
+    def _apply_resource(self) -> None:
+        """On the sampler thread (or whoever ticks): the resolution use_resource asked for."""
+        with self._resource_lock:
+            attributes, self._pending_resource = self._pending_resource, None
+        if attributes is None:
+            return
         try:
-            new = intensity_source(resource_attributes)
+            new = intensity_source(attributes)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "use-resource", "otel_carbon: resource-based intensity failed: %r", exc)
             return
         old, self._intensity = self._intensity, new
-        self._intensity_given = True
-        old.shutdown()
+        old.shutdown(0.0)  # a refresher in a request ends on its own, within its deadline
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """Stop the thread; True when it ended within ``timeout_s``. Safe to call twice."""
@@ -285,6 +304,7 @@ class Sampler:
         self._fork_paused = False
         self._lock = threading.Lock()
         self._tick_lock = threading.RLock()
+        self._resource_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = None
@@ -378,6 +398,8 @@ class Sampler:
         ``host``: ``(t_ns, busy_s, total_s, proc_cpu_s)`` to use instead of reading the
         clock, ``/proc/stat`` and the process CPU time (the sensors are still read); tests
         compare the compiled and the Python tick with it."""
+        if self._pending_resource is not None:
+            self._apply_resource()
         with self._tick_lock:
             try:
                 core = self._core

@@ -28,6 +28,9 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   exporters are left alone; an exporter passed explicitly is added to it too. A meter
   provider takes its readers at creation, so ``metrics_exporter`` cannot be added to an
   existing one (logged once).
+* **Exit is bounded**: the providers made here are flushed at interpreter exit for at most
+  2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
+  not answer by then is named in one warning.
 * The processor and instruments are attached **once per provider**, shared with the
   ``carbon`` instrumentor (``opentelemetry-instrument``): using both never counts a span
   twice.
@@ -61,7 +64,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_carbon import config
+from otel_carbon import _exit, config
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
 from otel_carbon.sampler import Sampler, get_sampler, set_sampler
@@ -378,6 +381,10 @@ class CarbonSetup:
         self.owns_meter_provider = owns_meter_provider
         self.resource = resource
         self._key = key
+        #: called by a later configure() with different arguments (all of them, as keywords);
+        #: True when it took care of them (``otel-carbon run`` adopts the program's own
+        #: service name this way), else the usual "already called" warning follows.
+        self.on_configure_again: Optional[Any] = None
         self._lock = threading.Lock()
         self._shutdown = False
 
@@ -478,7 +485,12 @@ def configure(
     global _current
     with _configure_lock:
         if set_global and _current is not None:
-            if _current._key != key:
+            again = _current.on_configure_again
+            if _current._key != key and not (again is not None and again(
+                service_name=service_name, traces_exporter=traces_exporter, metrics_exporter=metrics_exporter,
+                metrics=metrics, resource_attributes=resource_attributes,
+                span_attribute_allowlist=span_attribute_allowlist, set_global=set_global,
+            )):
                 warn_once(_logger, "configure-again", "otel_carbon: configure() was already called; its first setup is "
                           "kept and these arguments are ignored")
             return _current
@@ -549,7 +561,7 @@ def _build(
         exporters = span_exporters(traces_exporter) if traces_exporter is not None else []
     elif existing is None or isinstance(existing, trace_api.ProxyTracerProvider):
         exporters = span_exporters(traces_exporter)
-        tracer_provider, owns_tracer = TracerProvider(resource=resource), True
+        tracer_provider, owns_tracer = TracerProvider(resource=resource, shutdown_on_exit=False), True
     else:
         exporters = []
         warn_once(_logger, "foreign-tracer-provider", "otel_carbon: the global tracer provider is a %s, not an SDK "
@@ -577,7 +589,7 @@ def _build(
                         exporter.shutdown()
                 raise
             if readers:
-                meter_provider, owns_meter = MeterProvider(resource=resource, metric_readers=readers), True
+                meter_provider, owns_meter = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False), True
 
     sampler = _process_sampler(resource if owns_tracer else None)
     processor = None
@@ -606,7 +618,7 @@ def _build(
                 instruments = acquire_metrics(meter_provider, processor, sampler, allowlist)
             except Exception as exc:  # noqa: BLE001 - spans keep working without the meter
                 warn_once(_logger, "metrics-setup", "otel_carbon: meter instruments could not be added: %r", exc)
-    return CarbonSetup(
+    setup = CarbonSetup(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         processor=processor,
@@ -617,6 +629,11 @@ def _build(
         resource=resource,
         key=key,
     )
+    # the SDK's exit hooks are off on the providers made here: a bounded flush instead
+    ref = weakref.ref(setup)
+    _exit.register([tracer_provider if owns_tracer else None, meter_provider if owns_meter else None],
+                   [*exporters, *readers], lambda: not getattr(ref(), "_shutdown", False))
+    return setup
 
 
 def _process_sampler(resource: Optional[Resource]) -> Sampler:

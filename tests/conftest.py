@@ -91,6 +91,16 @@ from otel_carbon.sampler import Sampler  # noqa: E402
 from otel_carbon.sensors.probe import Probe  # noqa: E402
 
 
+def wait_for(predicate, timeout_s: float = 10.0, step_s: float = 0.005) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passed; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return bool(predicate())
+
+
 def burn_cpu_s(seconds: float) -> float:
     """Spin on this thread for ``seconds`` of its own CPU time; return what was used."""
     import time

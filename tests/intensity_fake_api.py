@@ -2,8 +2,9 @@
 
 Built on ``http.server`` in the test process, bound to 127.0.0.1 on an OS-assigned port.
 Each route returns a configurable :class:`Reply` (status, JSON or raw body, headers, a
-delay to provoke client timeouts) and every request is recorded (path, query, headers),
-so tests can check what the client sent.
+delay to provoke client timeouts, a reason phrase, or a slow drip: the whole response, status
+line included, one byte every ``drip_s``) and every request is recorded (path, query,
+headers), so tests can check what the client sent.
 
 The ``*_body`` helpers build responses in each API's documented shape:
 
@@ -34,6 +35,8 @@ class Reply:
     raw: Optional[bytes] = None
     headers: Dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0  # > 0: send the response one byte at a time, this far apart
+    reason: Optional[str] = None  # the status line's reason phrase (default: the standard one)
 
 
 @dataclass
@@ -52,6 +55,8 @@ class FakeApi:
     def __init__(self) -> None:
         self.routes: Dict[str, Route] = {}
         self.requests: List[Seen] = []
+        #: (bytes sent, bytes in the response) of each dripped response, once it ended
+        self.dripped: List["tuple[int, int]"] = []
         self._stopping = threading.Event()
         api = self
 
@@ -71,8 +76,11 @@ class FakeApi:
                 if reply.delay_s and api._stopping.wait(reply.delay_s):
                     return
                 payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+                if reply.drip_s:
+                    self._drip(reply, payload)
+                    return
                 try:
-                    self.send_response(reply.status)
+                    self.send_response(reply.status, reply.reason)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     for name, value in reply.headers.items():
@@ -81,6 +89,23 @@ class FakeApi:
                     self.wfile.write(payload)
                 except OSError:
                     pass  # the client gave up (timeout tests)
+
+            def _drip(self, reply: Reply, payload: bytes) -> None:
+                head = f"HTTP/1.1 {reply.status} {reply.reason or 'OK'}\r\nContent-Type: application/json\r\n"
+                head += f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+                data = head.encode("latin-1") + payload
+                sent = 0
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        sent += 1
+                        if api._stopping.wait(reply.drip_s):
+                            break
+                except OSError:
+                    pass  # the client hung up
+                api.dripped.append((sent, len(data)))
+                self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass

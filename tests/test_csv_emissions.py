@@ -242,3 +242,93 @@ def test_codecarbon_and_we_append_to_each_others_files(ccf_sampler, tmp_path):
         pd = pytest.importorskip("pandas")
         frame = pd.read_csv(folder / "emissions.csv")
         assert len(frame) == 2 and frame["emissions"].notna().all()
+
+
+# -- hostile text, torn writes, formula injection ------------------------------------------
+
+
+def test_a_bare_carriage_return_is_quoted(tmp_path):
+    """Readers that split lines on \\r (Excel, pandas' C engine, `csv` with universal newlines)
+    would cut the row in two."""
+    path = tmp_path / "emissions.csv"
+    assert EmissionsCsvFile(path).append(sample_row(1, project="left\rright"), sample_row(2, project="plain"))
+    raw = path.read_bytes()
+    assert b'"left\rright"' in raw
+    header, first, second = read_rows(path)
+    assert dict(zip(header, first))["project_name"] == "left\rright"
+    assert dict(zip(header, second))["run_id"] == "run-2"
+    # split on every line break, the way a naive reader does: still three records
+    assert len([line for line in raw.decode().replace('"left\rright"', "").splitlines()]) == 3
+
+
+TORN_WRITER = textwrap.dedent(
+    """
+    import resource, sys, time
+    from otel_carbon.exporters.emissions_csv import EmissionsCsvFile
+    from otel_carbon.exporters.codecarbon_rows import codecarbon_row
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # ulimit -f
+    target = EmissionsCsvFile(sys.argv[1])
+    ok = 0
+    for i in range(200):
+        row = codecarbon_row(end_unix_s=time.time(), project_name="p" * 50, run_id=f"run-{i}", experiment_id="e",
+                             duration_s=1.0, cpu_j=1.0, memory_j=1.0, gpu_j=0.0, emissions_g=1.0, zone="FR", pue=1.0)
+        ok += target.append(row)
+    print(ok, target.rows_refused)
+    """
+)
+
+
+def test_a_write_cut_short_by_a_file_size_limit_leaves_no_torn_row(tmp_path):
+    path = tmp_path / "emissions.csv"
+    limit = 4000  # room for the header and a few rows, then a row that only partly fits
+    out = subprocess.run([sys.executable, "-c", TORN_WRITER, str(path), str(limit)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    written, refused = map(int, out.stdout.split())
+    assert written >= 1 and refused == 200 - written
+    raw = path.read_bytes()
+    assert len(raw) <= limit and raw.endswith(b"\n")
+    header, *rows = read_rows(path)
+    assert len(rows) == written and all(len(r) == len(header) for r in rows)
+    assert [dict(zip(header, r))["run_id"] for r in rows] == [f"run-{i}" for i in range(written)]
+    # the file takes the next row whole once there is room again
+    assert EmissionsCsvFile(path).append(sample_row(999))
+    assert read_rows(path)[-1][CODECARBON_COLUMNS.index("run_id")] == "run-999"
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\tTAB"]
+
+
+def test_formula_like_text_is_kept_as_is_by_default_like_codecarbon(tmp_path, monkeypatch):
+    monkeypatch.delenv("OTEL_CARBON_CSV_SAFE", raising=False)
+    path = tmp_path / "emissions.csv"
+    assert EmissionsCsvFile(path).append(*[sample_row(i, project=p) for i, p in enumerate(FORMULAS)])
+    assert [dict(zip(CODECARBON_COLUMNS, r))["project_name"] for r in read_rows(path)[1:]] == FORMULAS
+
+
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_csv_safe_prefixes_formula_like_text_only(tmp_path, monkeypatch, how):
+    path = tmp_path / "emissions.csv"
+    if how == "env":
+        monkeypatch.setenv("OTEL_CARBON_CSV_SAFE", "on")
+        target = EmissionsCsvFile(path)
+    else:
+        monkeypatch.delenv("OTEL_CARBON_CSV_SAFE", raising=False)
+        target = EmissionsCsvFile(path, safe=True)
+    rows = [sample_row(i, project=p) for i, p in enumerate(FORMULAS)]
+    edited = sample_row(9)
+    edited["experiment_id"] = "=1+1"  # an edited row is encoded in full: the same rule applies
+    assert target.append(*rows, edited)
+    got = [dict(zip(CODECARBON_COLUMNS, r)) for r in read_rows(path)[1:]]
+    assert [g["project_name"] for g in got[:-1]] == ["'" + p for p in FORMULAS]
+    assert got[-1]["experiment_id"] == "'=1+1" and got[-1]["project_name"] == "p"
+    assert all(float(g["emissions"]) == 0.005 for g in got)  # numbers are never prefixed
+
+
+def test_csv_safe_with_a_bad_value_warns_and_stays_off(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_CARBON_CSV_SAFE", "maybe")
+    assert EmissionsCsvFile(tmp_path / "e.csv").safe is False
+    assert "OTEL_CARBON_CSV_SAFE" in caplog.text
+    with pytest.raises(ValueError, match="safe"):
+        EmissionsCsvFile(tmp_path / "e.csv", safe="yes")

@@ -32,8 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_carbon import _log, config
+from otel_carbon import attributes as A
 from otel_carbon.intensity import Intensity, StaticIntensitySource, intensity_source
 from otel_carbon.ledger import Ledger
 from otel_carbon.metrics import CarbonMetrics
@@ -65,6 +68,9 @@ EDGE_VALUES = [
     "machine", "uk", "watttime", "electricitymaps", "FR", "fra", "US-CA", "ZZ", "aws:eu-west-1", "world",
     "url.full,user.id,http.route", ",,,", "http://127.0.0.1:9", "ftp://example.org", "/nonexistent/dir",
     "\u00e9\u4e2d\U0001f600", "=", "a=b,c", "\t\n",
+    # upper bounds and special floats: each numeric variable has a documented range
+    "1e308", "-1e308", "1e20", "1e-9", "5e-324", "0.0", "+inf", "-nan", "100000.1", "2000.5", "0.009",
+    "86401", "59.9", "10000001", "\uff11", "\u0663", "1\u00a0", "tok en", "tok\nen",
 ]
 # Environment values cannot hold NUL or lone surrogates (os.environ refuses them).
 ENV_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
@@ -78,6 +84,18 @@ class Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def _assert_plausible(attributes) -> None:
+    """Whatever the settings, a trivial span's figures are finite, >= 0 and far from absurd
+    (1e20 W gave 3e28 J, 1e308 W NaN, an intensity of 1e308 g/kWh 2.9e296 kg)."""
+    for key in (A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY):
+        value = attributes.get(key)
+        if value is not None:
+            assert math.isfinite(value) and 0 <= value <= LIMITS[key], (key, value)
+
+
+LIMITS = {A.ENERGY_TOTAL: 1e6, A.EMISSIONS: 1e6, A.INTENSITY: config.MAX_INTENSITY_G_PER_KWH}
 
 
 def _exercise_environment(tmp: str, var: str) -> List[str]:
@@ -102,8 +120,11 @@ def _exercise_environment(tmp: str, var: str) -> List[str]:
         provider.add_span_processor(processor)
         meter_provider = MeterProvider(shutdown_on_exit=False)
         metrics = CarbonMetrics(meter_provider, sampler=sampler).attach(processor)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
         with provider.get_tracer("t").start_as_current_span("s", attributes={"http.route": "/x"}):
             pass
+        _assert_plausible(exporter.get_finished_spans()[0].attributes)
         metrics.shutdown()
         provider.shutdown()
         meter_provider.shutdown()
@@ -141,6 +162,62 @@ def test_any_environment_value_works_or_warns_naming_the_variable(clean_environm
     assert unexplained == [], f"{var}={value!r}: warnings that name no variable: {unexplained}"
     if var not in " ".join(messages):
         assert all(m in baseline or "OTEL_CARBON_" in m for m in messages)
+
+
+RANGE_VARS = sorted(config.RANGES)
+SPECIAL = ["0", "-0", "-1", "-1e-9", "nan", "NaN", "-nan", "inf", "+inf", "-inf", "1e308", "-1e308", "1e999", "",
+           " ", "\u0661", "\uff15", "5\u00a0", "1e", "0x10", "1,5"]
+
+
+@pytest.mark.parametrize("var", RANGE_VARS)
+@pytest.mark.parametrize("raw", SPECIAL + ["<below>", "<above>", "<low>", "<high>"])
+def test_every_numeric_variable_is_bounded_and_out_of_range_uses_the_default(clean_environment, var, raw):
+    """0, negatives, NaN, infinities, 1e308, empty, unicode digits, just outside either bound:
+    the default, with one warning naming the variable and the default; the bounds themselves
+    (unless open) are accepted."""
+    bounds = config.RANGES[var]
+    step = 1 if bounds.integer else max(abs(bounds.high) * 1e-6, 1e-9)
+    raw = {
+        "<below>": repr(bounds.low - step), "<above>": repr(bounds.high + step),
+        "<low>": repr(bounds.low), "<high>": repr(bounds.high),
+    }.get(raw, raw)
+    if bounds.integer:
+        raw = raw[:-2] if raw.endswith(".0") else raw
+    default = object()
+    os.environ[var] = raw
+    _log.reset_for_tests()
+    capture = Capture()
+    logger = logging.getLogger("otel_carbon")
+    logger.addHandler(capture)
+    try:
+        value = config.env_number(var, default)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=var) if value is default and raw.strip() else _nothing():
+            config.env_number(var, None, strict=True)
+    finally:
+        logger.removeHandler(capture)
+        del os.environ[var]
+    text = raw.strip()  # surrounding whitespace (NBSP included) is forgiven
+    try:
+        number = float(text) if text.isascii() and (not bounds.integer or text.lstrip("+-").isdigit()) else math.nan
+    except ValueError:
+        number = math.nan
+    in_range = (number > bounds.low if bounds.low_open else number >= bounds.low) and number <= bounds.high
+    if raw.strip() == "":
+        assert value is default and capture.messages == []
+    elif in_range:
+        assert value == number and capture.messages == []
+    else:
+        assert value is default
+        assert len(capture.messages) == 1 and var in capture.messages[0] and bounds.describe() in capture.messages[0]
+        assert "using the default" in capture.messages[0]
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def test_every_variable_is_covered():
@@ -347,3 +424,14 @@ def test_no_thread_is_left_behind():
     for t in leftover:
         t.join(2.0)
     assert [t for t in leftover if t.is_alive()] == []
+
+
+def test_the_ranges_table_in_the_docs_is_the_code_s():
+    """docs/configuration.md shows every range as config.RANGES has it."""
+    import pathlib
+
+    docs = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for name, bounds in config.RANGES.items():
+        low = ("> " if bounds.low_open else "≥ ") + f"{bounds.low:g}"
+        row = f"| `{name}` | {low} | ≤ {bounds.high:g} | {bounds.unit or '-'} |"
+        assert row in docs, row

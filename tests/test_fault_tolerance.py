@@ -46,13 +46,13 @@ from otel_carbon.sensors.rapl import MAX_ZONE_POWER_W, probe_rapl
 
 if __package__:  # tests/ is a package
     from . import intensity_fake_api as fake_api
-    from .conftest import burn_cpu_s, fork_and_report, make_sampler
+    from .conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for
     from .fake_nvml import FakeDevice, FakeNvml
     from .intensity_helpers import reference_country
     from .powercap_tree import CounterDriver, build_intel_tree
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
     import intensity_fake_api as fake_api
-    from conftest import burn_cpu_s, fork_and_report, make_sampler
+    from conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for
     from fake_nvml import FakeDevice, FakeNvml
     from intensity_helpers import reference_country
     from powercap_tree import CounterDriver, build_intel_tree
@@ -89,15 +89,6 @@ def thread_errors():
     finally:
         threading.excepthook = previous
     assert seen == [], f"exceptions escaped threads: {seen}"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0, step_s: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return bool(predicate())
 
 
 def bounded(fn: Callable[[], Any], timeout_s: float) -> "tuple[Any, float]":

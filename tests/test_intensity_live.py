@@ -253,22 +253,20 @@ def test_end_to_end_env_configured_live_source_refreshes_in_the_background(monke
         api.route("/intensity", fake.Reply(body=fake.uk_body("2026-03-01T12:00Z", "2026-03-01T12:30Z", 150, 140)))
         monkeypatch.setenv("OTEL_CARBON_INTENSITY_PROVIDER", "uk")
         monkeypatch.setenv("OTEL_CARBON_INTENSITY_PROVIDER_URL", api.url)
-        monkeypatch.setenv("OTEL_CARBON_INTENSITY_REFRESH", "0.05")
+        monkeypatch.setenv("OTEL_CARBON_INTENSITY_REFRESH", "60")
         monkeypatch.setenv("OTEL_CARBON_COUNTRY", "GB")
         source = intensity_source({})
         try:
+            assert source.refresh_s == 60.0
             deadline = time.monotonic() + 3
             while not source.current().live and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert source.current().g_per_kwh == 140.0 and source.current().zone == "GB"
             api.route("/intensity", fake.Reply(500, {"error": "down"}))
-            time.sleep(0.2)
-            assert source.current().g_per_kwh == 140.0, "last good value kept"
+            assert source.refresh_now().g_per_kwh == 140.0, "last good value kept"
             api.route("/intensity", fake.Reply(body=fake.uk_body("2026-03-01T12:30Z", "2026-03-01T13:00Z", 120, None)))
-            deadline = time.monotonic() + 3
-            while source.current().g_per_kwh != 120.0 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert source.current().g_per_kwh == 120.0
+            assert source.refresh_now().g_per_kwh == 120.0
+            assert api.paths() == ["/intensity"] * 3, "one background request, then the two asked for"
         finally:
             assert source.shutdown(2.0)
     gb = reference_country("GBR")

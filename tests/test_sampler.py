@@ -24,10 +24,10 @@ from otel_carbon.sensors.nvml import probe_nvml
 from otel_carbon.sensors.probe import Probe
 
 if __package__:  # tests/ is a package (tests/__init__.py exists)
-    from .conftest import fork_and_report
+    from .conftest import fork_and_report, wait_for
     from .fake_nvml import FakeDevice, FakeNvml
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
-    from conftest import fork_and_report
+    from conftest import fork_and_report, wait_for
     from fake_nvml import FakeDevice, FakeNvml
 
 INTENSITY = Intensity(g_per_kwh=123.0, zone="test", source="test")
@@ -96,15 +96,6 @@ def make_sampler(sensors, interval_s: float = 1.0, clock=None, span_open: bool =
     if span_open:
         sampler.register_span_counter(lambda: 1)
     return sampler
-
-
-def wait_for(predicate, timeout_s: float = 10.0, step_s: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
 
 
 # -- ticks ----------------------------------------------------------------------------------

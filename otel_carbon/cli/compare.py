@@ -16,20 +16,33 @@ Budgets: ``--budget 5%`` fails (exit 1) when any route got more than 5 % costlie
 ``--route-budget 'GET /users/{id}=10%'`` sets one route's own budget; ``--overall-budget``
 limits the change of the whole (the NEW per-call figures weighted by BASE's call counts,
 so a different traffic mix does not count as a regression). ``--significant-only`` fails
-only when the change is also larger than the noise. Exit 2: a file could not be read or
-has no span with figures.
+only when the change is also larger than the noise.
+
+Lines that cannot be used (not JSON, a NaN, infinite or negative figure...) are skipped and
+counted on stderr: they never reach a figure or a budget. The span ``otel-carbon run`` adds
+over a program (and the program's root span under it) is not a route and is left out.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from otel_carbon.report_data import Group, ReadStats, format_energy, format_grams, group_spans, read_spans
+from otel_carbon.cli._common import HelpFormatter, epilog, error
+from otel_carbon.report_data import (
+    Group,
+    ReadStats,
+    dumps,
+    format_energy,
+    format_grams,
+    group_spans,
+    read_spans,
+    run_wrapper_ids,
+)
+from otel_carbon.units_text import format_number
 
 
 def _percent(text: str) -> float:
@@ -58,7 +71,18 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     parser = sub.add_parser(
         "compare",
         help="compare energy per call of two OTLP JSON lines files; fail over a budget",
-        description="Compare energy and CO2e per call per span name / route between BASE and NEW.",
+        description="Compare energy and CO2e per call per span name / route between BASE and NEW.\n"
+        "Route keys are span names, or METHOD ROUTE for HTTP server spans, e.g. 'GET /work' "
+        "(the first column of `otel-carbon report`).",
+        epilog=epilog(
+            "  0  no budget exceeded (or no budget given)\n"
+            "  1  a route, or the whole, got costlier per call than its budget\n"
+            "  2  bad usage, a file unreadable or without spans with figures, or --route-budget\n"
+            "     naming a route that is in neither file",
+            "  otel-carbon compare main.jsonl pr.jsonl --budget 5% \\\n"
+            "      --route-budget 'GET /work=10%' --significant-only",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("base", help="OTLP JSON lines of the reference run")
     parser.add_argument("new", help="OTLP JSON lines of the run to check")
@@ -139,11 +163,15 @@ def judge(result: Dict[str, Any], budget: Optional[float], route_budgets: Dict[s
         over = limit is not None and row["change_pct"] > limit and (significant or not significant_only)
         row["over_budget"] = over
         if over:
-            failures.append(f"{row['key']}: {row['change_pct']:+.1f}% per call > budget {limit:g}%")
+            failures.append(f"{row['key']}: {_pct(row['change_pct'])} per call > budget {format_number(limit)}%")
     result["overall_budget_pct"] = overall_budget
     if overall_budget is not None and result["overall_change_pct"] > overall_budget:
-        failures.append(f"overall: {result['overall_change_pct']:+.1f}% > budget {overall_budget:g}%")
+        failures.append(f"overall: {_pct(result['overall_change_pct'])} > budget {format_number(overall_budget)}%")
     return failures
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1f}%" if math.isfinite(value) else "new cost (BASE was 0)"
 
 
 def format_result(result: Dict[str, Any], failures: List[str]) -> str:
@@ -154,11 +182,11 @@ def format_result(result: Dict[str, Any], failures: List[str]) -> str:
             body.append((r["key"], f"{r['base_calls']}/{r['new_calls']}", "", "", r["status"], "", "", "", "", ""))
             continue
         mark = "~" if abs(r["change_pct"]) <= r["noise_pct"] else ""
-        verdict = f"OVER BUDGET ({r['budget_pct']:g}%)" if r.get("over_budget") else ""
+        verdict = f"OVER BUDGET ({format_number(r['budget_pct'])}%)" if r.get("over_budget") else ""
         body.append((
             r["key"], f"{r['base_calls']}/{r['new_calls']}",
             format_energy(r["base_energy_per_call_j"]), format_energy(r["new_energy_per_call_j"]),
-            f"{mark}{r['change_pct']:+.1f}%", f"±{r['noise_pct']:.1f}%",
+            f"{mark}{_pct(r['change_pct'])}", f"±{r['noise_pct']:.1f}%",
             f"{r['base_cv'] * 100:.0f}%/{r['new_cv'] * 100:.0f}%",
             format_grams(r["base_emissions_per_call_g"]), format_grams(r["new_emissions_per_call_g"]), verdict,
         ))
@@ -169,10 +197,10 @@ def format_result(result: Dict[str, Any], failures: List[str]) -> str:
 
     out = [line(headers), line("-" * w for w in widths)] + [line(row) for row in body]
     basis = ("carbon.energy.total (CPU time x price per CPU-second)" if result["basis"] == "energy"
-             else f"CPU time x BASE price {result['base_price_j_per_cpu_s']:.4g} J per CPU-second")
+             else f"CPU time x BASE price {format_energy(result['base_price_j_per_cpu_s'])} per CPU-second")
     out.append("")
     out.append(f"overall (BASE call mix): {format_energy(result['overall_base_j'])} -> "
-               f"{format_energy(result['overall_new_j'])} ({result['overall_change_pct']:+.1f}%)")
+               f"{format_energy(result['overall_new_j'])} ({_pct(result['overall_change_pct'])})")
     out.append(f"energy basis: {basis}; noise = 2 x standard error of the difference; spread = stdev/mean "
                "across calls; ~ = within noise")
     out.extend(f"FAIL {f}" for f in failures)
@@ -182,24 +210,39 @@ def format_result(result: Dict[str, Any], failures: List[str]) -> str:
     return "\n".join(out)
 
 
+def _read(path: str) -> "Dict[str, Group] | str":
+    """The routes of ``path``, or why it cannot be compared."""
+    stats = ReadStats()
+    try:
+        spans = read_spans(path, stats)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if stats.bad_lines:
+        print(f"otel-carbon compare: {path}: {stats.describe()}", file=sys.stderr)
+    wrapper = run_wrapper_ids(spans)
+    grouped = group_spans(s for s in spans if (s.trace_id, s.span_id) not in wrapper)
+    if not any(g.count for g in grouped.values()):
+        return f"no span with carbon figures in {path}"
+    return grouped
+
+
 def run(args: argparse.Namespace) -> int:
     groups = []
     for path in (args.base, args.new):
-        stats = ReadStats()
-        try:
-            spans = read_spans(path, stats)
-        except OSError as exc:
-            print(f"otel-carbon compare: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        grouped = group_spans(spans)
-        if not any(g.count for g in grouped.values()):
-            print(f"otel-carbon compare: no span with carbon figures in {path}", file=sys.stderr)
-            return 2
+        grouped = _read(path)
+        if isinstance(grouped, str):
+            return error("compare", grouped)
         groups.append(grouped)
+    route_budgets = dict(args.route_budget)
+    known = set(groups[0]) | set(groups[1])
+    unknown = sorted(k for k in route_budgets if k not in known)
+    if unknown:
+        return error("compare", f"--route-budget names {', '.join(repr(k) for k in unknown)}, which is in neither "
+                     f"file; routes: {', '.join(repr(k) for k in sorted(known)[:20])}")
     result = compare(groups[0], groups[1], args.basis, max(args.min_calls, 1))
-    failures = judge(result, args.budget, dict(args.route_budget), args.overall_budget, args.significant_only)
+    failures = judge(result, args.budget, route_budgets, args.overall_budget, args.significant_only)
     if args.json:
-        print(json.dumps({**result, "failures": failures}, indent=2, default=str))
+        print(dumps({**result, "failures": failures}))
     else:
         print(format_result(result, failures))
     return 1 if failures else 0

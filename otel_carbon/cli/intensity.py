@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Optional
 
+from otel_carbon.cli._common import HelpFormatter, epilog
 from otel_carbon.intensity import Intensity, LiveIntensitySource, intensity_source
 from otel_carbon.intensity import bundled
 
@@ -29,7 +30,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     parser = sub.add_parser(
         "intensity",
         help="show the grid carbon intensity in use",
-        description="Show the grid carbon intensity (g CO2e/kWh) this process would use, and where it comes from.",
+        description="Show the grid carbon intensity (g CO2e/kWh) this process would use, and where it comes from "
+        "(arguments, then OTEL_CARBON_* variables, then the OTel Resource, then the world average).",
+        epilog=epilog("  0  the intensity (or the list) was printed; a failed live provider falls back to bundled data\n"
+                      "  2  bad usage or configuration (an unknown country, region or cloud region; a bad PUE)",
+                      "  otel-carbon intensity --country FR\n  otel-carbon intensity --cloud aws:eu-west-1 --json\n"
+                      "  otel-carbon intensity --list regions"),
+        formatter_class=HelpFormatter,
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--country", help="ISO 3166 alpha-2 or alpha-3 code, e.g. FR or FRA")

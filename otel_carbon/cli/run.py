@@ -13,15 +13,21 @@
 No configuration and no collector are needed: unless ``OTEL_TRACES_EXPORTER`` /
 ``OTEL_METRICS_EXPORTER`` are set, the child exports nothing but the file. The summary
 (stderr, so the program's stdout stays clean) says plainly when the figures are
-ESTIMATED from models. The exit code is the child's (128 + N when a signal N killed it;
-127 when the command is not found). SIGTERM and SIGHUP sent to us are passed to the child;
-Ctrl-C reaches the child through the terminal and we wait for it to finish.
+ESTIMATED from models. The exit code is the child's, as a shell reports it (128 + N when
+signal N ended it: 143 for SIGTERM, 130 for SIGINT; 127 when the command is not found,
+126 when it cannot be run); nothing in the summary can change it. ``--output`` and
+``--summary-json`` are checked before the command starts (exit 2).
+
+Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to us are passed to the child, and we wait
+for it to finish, then print the summary. A Python child flushes its spans before it dies
+of the signal (see :mod:`otel_carbon.run_child`). Ctrl-C in a terminal already reaches the
+child (it is in our process group, the terminal's foreground), so we do not send it a
+second time then.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -34,7 +40,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon import attributes as A
-from otel_carbon.report_data import SpanRecord, format_energy, format_grams, group_spans, iter_spans, ranked
+from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
+from otel_carbon.report_data import ReadStats, SpanRecord, bounded_lines, dumps, group_spans, iter_spans, ranked
+from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds, format_si
 
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?[a-z]?$")
 
@@ -43,8 +51,19 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     parser = sub.add_parser(
         "run",
         help="run a command and print its energy and CO2e (Python programs: per span, zero code)",
-        description="Run COMMAND, measure it, and print duration, energy, CO2e and the top spans at exit. "
-        "Example: otel-carbon run -- python app.py",
+        description="Run COMMAND, measure it, and print duration, energy, CO2e and the top spans at exit "
+        "(on stderr; the command's own output is untouched).\n"
+        "A Python program is instrumented with zero code (per-span figures); any other command is "
+        "measured as one span over its process tree.",
+        epilog=epilog(
+            "  N      the command's own exit code (0 when it succeeded)\n"
+            "  128+N  signal N ended the command, as a shell reports it: 143 SIGTERM, 130 SIGINT\n"
+            "  127    command not found; 126 not executable\n"
+            "  2      bad usage, or --output / --summary-json cannot be written (checked before the command runs)",
+            "  otel-carbon run -- python app.py\n"
+            "  otel-carbon run --output spans.jsonl --summary-json summary.json -- pytest -q",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="keep the spans as OTLP JSON lines in FILE (appended)")
     parser.add_argument("--top", type=int, default=5, metavar="N", help="how many span names / routes to list (default 5)")
@@ -134,14 +153,29 @@ def _tree_figures(sampler: Any, t0_ns: int, t1_ns: int, cpu_s: float, start: Any
     return energy, tick.intensity, tick.method
 
 
+_FORWARDED = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
+
+
+def _terminal_sent_it_to_the_group() -> bool:
+    """Whether we run in the foreground of a terminal: a Ctrl-C there went to the child too."""
+    for fd in (0, 1, 2):
+        try:
+            return os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:
+            continue
+    return False
+
+
 class _Signals:
-    """Pass SIGTERM/SIGHUP to the child; wait through Ctrl-C (the child gets it too)."""
+    """Pass SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child; we wait for it either way."""
 
     def __init__(self) -> None:
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
         self.saved: Dict[int, Any] = {}
 
     def _forward(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and _terminal_sent_it_to_the_group():
+            return
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.send_signal(signum)
@@ -149,15 +183,11 @@ class _Signals:
                 pass
 
     def __enter__(self) -> "_Signals":
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in _FORWARDED:
             try:
                 self.saved[sig] = signal.signal(sig, self._forward)
             except (ValueError, OSError):  # not the main thread
                 pass
-        try:
-            self.saved[signal.SIGINT] = signal.signal(signal.SIGINT, lambda s, f: None)
-        except (ValueError, OSError):
-            pass
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -168,13 +198,21 @@ class _Signals:
                 pass
 
 
+def exit_status(returncode: int) -> int:
+    """The status a shell reports: 128 + N for a child ended by signal N."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
 def run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        print("otel-carbon run: no command given (usage: otel-carbon run -- COMMAND [ARGS...])", file=sys.stderr)
-        return 2
+        return error("run", "no command given (usage: otel-carbon run -- COMMAND [ARGS...])")
+    for option, path in (("--output", args.output), ("--summary-json", args.summary_json)):
+        problem = output_problem(path)
+        if problem:
+            return error("run", f"cannot write {option}: {problem}")
     return run_command(command, output=args.output, top=args.top, instrument=not args.no_instrument,
                        summary_json=args.summary_json, auto_instrument=not args.no_auto_instrument)
 
@@ -238,19 +276,25 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
                     continue
             t1_ns = time.monotonic_ns()
             cpu_s = max(_cpu_children_s() - cpu0, 0.0)
-        sampler.tick()  # a reading at the end of the run
-        summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
-                             start_offset, format_span_id(ctx.span_id), span, top, start_tick=start_tick)
-        provider.shutdown()
-        if output is None:
-            summary["spans_file"] = None
-        print(format_summary(summary, top), file=sys.stderr)
-        if summary_json:
-            with open(summary_json, "w", encoding="utf-8") as fh:
-                json.dump(summary, fh, indent=2, default=str)
+            status = exit_status(returncode)
+            # Still under our handlers: a late signal (a second Ctrl-C) cannot cut the summary short.
+            try:  # nothing here may change the exit status or show a traceback
+                sampler.tick()  # a reading at the end of the run
+                summary = _summarise(sampler, name, command, python, returncode, t0_ns, t1_ns, cpu_s, spans_path,
+                                     start_offset, format_span_id(ctx.span_id), span, top, start_tick=start_tick)
+                provider.shutdown()
+                if output is None:
+                    summary["spans_file"] = None
+                print(format_summary(summary, top), file=sys.stderr)
+                if summary_json:
+                    with open(summary_json, "w", encoding="utf-8") as fh:
+                        fh.write(dumps(summary))
+            except Exception as exc:  # noqa: BLE001
+                print(f"otel-carbon run: no summary ({type(exc).__name__}: {exc}); the command's exit status is kept",
+                      file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return returncode if returncode >= 0 else 128 - returncode
+    return status
 
 
 def _summarise(sampler: Any, name: str, command: List[str], python: bool, returncode: int, t0_ns: int, t1_ns: int,
@@ -258,10 +302,11 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
                top: int, start_tick: Any = None) -> Dict[str, Any]:
     energy, intensity, method = _tree_figures(sampler, t0_ns, t1_ns, cpu_s, start_tick)
     spans: List[SpanRecord] = []
+    stats = ReadStats()
     try:
-        with open(spans_path, encoding="utf-8", errors="replace") as fh:
+        with open(spans_path, "rb") as fh:
             fh.seek(start_offset)  # only what this run wrote
-            spans = list(iter_spans(fh))
+            spans = list(iter_spans(bounded_lines(fh), stats))
     except OSError:
         spans = []
     roots = [s for s in spans if s.parent_span_id == our_span_id]
@@ -289,7 +334,8 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
                          "energy_mean_j": g.mean_energy_j, "emissions_total_g": g.total_emissions_g,
                          "duration_mean_s": g.mean_duration_s})
     return {
-        "command": command, "python_instrumented": python and bool(roots), "exit_code": returncode,
+        "command": command, "python_instrumented": python and bool(roots), "exit_code": exit_status(returncode),
+        "signal": _signal_name(-returncode) if returncode < 0 else None, "skipped_lines": stats.describe() or None,
         "duration_s": duration_s, "cpu_time_s": cpu_s, "energy_j": energy, "energy_total_j": total_j,
         "energy_kwh": total_j / A.JOULES_PER_KWH, "emissions_g": emissions_g, "intensity_g_per_kwh": g_per_kwh,
         "pue": pue, "zone": attributes[A.ZONE], "method": method, "spans": len(inner),
@@ -298,6 +344,13 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
         "python_root_energy_j": sum(s.number(A.RUN_ENERGY_TOTAL) or 0.0 for s in roots),
         "python_root_duration_s": sum(s.duration_s for s in roots),
     }
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def format_summary(s: Dict[str, Any], top: int) -> str:
@@ -314,11 +367,12 @@ def format_summary(s: Dict[str, Any], top: int) -> str:
         how = "UNAVAILABLE: the energy sensors could not be read"
     lines = [
         f"otel-carbon run: {' '.join(s['command'])}",
-        f"  exit code   {s['exit_code']}",
-        f"  duration    {s['duration_s']:.3f} s",
-        f"  CPU time    {s['cpu_time_s']:.3f} s (the process tree)",
-        f"  energy      {format_energy(s['energy_total_j'])} = {s['energy_kwh']:.3g} kWh  ({parts})",
-        f"  CO2e        {format_grams(s['emissions_g'])}  ({s['intensity_g_per_kwh']:.4g} g/kWh, zone {s['zone']}, PUE {s['pue']:g})",
+        f"  exit code   {s['exit_code']}" + (f" (ended by {s['signal']})" if s.get("signal") else ""),
+        f"  duration    {format_seconds(s['duration_s'])}",
+        f"  CPU time    {format_seconds(s['cpu_time_s'])} (the process tree)",
+        f"  energy      {format_energy(s['energy_total_j'])} = {format_si(s['energy_total_j'] / 3600, 'Wh')}  ({parts})",
+        f"  CO2e        {format_grams(s['emissions_g'])}  ({format_number(s['intensity_g_per_kwh'])} g/kWh, "
+        f"zone {s['zone']}, PUE {format_number(s['pue'])})",
         f"  method      {how}",
     ]
     if s["zone"] == "world":
@@ -328,7 +382,7 @@ def format_summary(s: Dict[str, Any], top: int) -> str:
         lines.append("  spans       none received from the Python program (it exited early, or could not "
                      "import otel_carbon): measured as a process only")
     if s["python_instrumented"]:
-        lines.append(f"  in Python   {format_energy(s['python_root_energy_j'])} over {s['python_root_duration_s']:.3f} s "
+        lines.append(f"  in Python   {format_energy(s['python_root_energy_j'])} over {format_seconds(s['python_root_duration_s'])} "
                      "from the end of start-up (interpreter and instrumentation start-up are in the totals above)")
     if s["top_spans"]:
         lines.append(f"  top spans by energy ({s['spans']} spans inside the program):")
@@ -336,6 +390,8 @@ def format_summary(s: Dict[str, Any], top: int) -> str:
         for r in s["top_spans"]:
             lines.append(f"    {r['key']:<{width}}  x{r['count']:<6} {format_energy(r['energy_total_j']):>10}"
                          f"  mean {format_energy(r['energy_mean_j']):>10}  {format_grams(r['emissions_total_g']):>9} CO2e")
+    if s.get("skipped_lines"):
+        lines.append(f"  spans file  {s['skipped_lines']}")
     if s.get("spans_file"):
         lines.append(f"  spans file  {s['spans_file']} (otel-carbon report {s['spans_file']})")
     return "\n".join(lines)

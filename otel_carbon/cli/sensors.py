@@ -8,11 +8,21 @@ from dataclasses import asdict
 from typing import Any, Dict
 
 from otel_carbon import config, cpu_clock, sampler
+from otel_carbon.cli._common import HelpFormatter, epilog
 from otel_carbon.sensors.probe import probe_sensors
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    parser = sub.add_parser("sensors", help="show the energy sensors detected on this host")
+    parser = sub.add_parser(
+        "sensors",
+        help="show the energy sensors detected on this host",
+        description="Show which energy sensors this host has: what is measured (RAPL, NVML), what is "
+        "estimated from power models, and each file or library that could not be read, with the fix.",
+        epilog=epilog("  0  the report was printed (also when nothing is measurable: figures are then estimated)\n"
+                      "  2  bad usage",
+                      "  otel-carbon sensors\n  otel-carbon sensors --json"),
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 

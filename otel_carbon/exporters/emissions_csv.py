@@ -22,7 +22,15 @@ Mapping (what we know; unknowns are left as CodeCarbon leaves them, empty or 0):
 
 Concurrency: each row is one ``os.write`` on an ``O_APPEND`` descriptor under an exclusive
 ``fcntl.flock``; the header check and the write happen under the same lock, so concurrent
-writers (threads, processes) never tear a row and the header is written once. A file whose
+writers (threads, processes) never tear a row and the header is written once. A write cut
+short (disk full, a file-size limit) is cut back to where it started, under the same lock,
+so the file never keeps half a row.
+
+Cells: a field holding a comma, a quote, ``\n`` or ``\r`` is quoted (a bare ``\r`` too,
+which Python's ``csv`` module leaves bare when lines end in ``\n``). Text starting with
+``=``, ``+``, ``-`` or ``@`` is written as it is, as CodeCarbon does; a spreadsheet may run
+it as a formula. ``OTEL_CARBON_CSV_SAFE=on`` (or ``EmissionsCsvFile(path, safe=True)``)
+prefixes such text cells with ``'`` (numbers are never changed). A file whose
 header is a different set of columns is never overwritten: the row is not written, and a
 warning names the file and the difference (CodeCarbon would back the file up and start a
 new one; we leave that decision to you).
@@ -32,7 +40,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import logging
 import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -40,6 +47,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.exporters._append import locked_append
 from otel_carbon.exporters.codecarbon_rows import _DYNAMIC, CsvRow, codecarbon_row, host_facts, row_from_span, zone_columns
@@ -105,12 +113,25 @@ _COLUMN_SET = frozenset(CODECARBON_COLUMNS)
 # -- the file ---------------------------------------------------------------------------------
 
 
-def _encode(rows: Sequence[Sequence[Any]]) -> bytes:
-    """CSV lines; the csv module writes None as an empty field and floats as repr()."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _field(value: Any, safe: bool = False) -> str:
+    """One CSV cell: floats as repr() (as the csv module and pandas write them), None empty,
+    quoted when it holds a comma, quote, or line break; formula-like text prefixed with
+    ``'`` when ``safe``."""
+    if type(value) is float:
+        return repr(value)
+    text = "" if value is None else str(value)
+    if safe and isinstance(value, str) and text.startswith(_FORMULA_START):
+        text = "'" + text
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _line(values: Iterable[Any], safe: bool = False) -> bytes:
+    return (",".join(_field(v, safe) for v in values) + "\n").encode("utf-8")
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,35 +142,24 @@ def _header_columns(first_line: bytes) -> Tuple[Tuple[str, ...], bool]:
     return columns, set(columns) == _COLUMN_SET and len(columns) == len(CODECARBON_COLUMNS)
 
 
-_templates: Dict[Tuple[Tuple[str, ...], int], Tuple[Any, List[Optional[str]]]] = {}
+_templates: Dict[Tuple[Tuple[str, ...], int, bool], Tuple[Any, List[Optional[str]]]] = {}
 
 
-def _template(columns: Tuple[str, ...], static: Mapping[str, Any]) -> List[Optional[str]]:
+def _template(columns: Tuple[str, ...], static: Mapping[str, Any], safe: bool) -> List[Optional[str]]:
     """The encoded static fields in ``columns`` order; None where a row's own value goes."""
-    key = (columns, id(static))
+    key = (columns, id(static), safe)
     found = _templates.get(key)
     if found is None or found[0] is not static:
-        pieces: List[Optional[str]] = []
-        for c in columns:
-            pieces.append(None if c in _DYNAMIC else _encode([[static.get(c)]]).decode("utf-8")[:-1])
+        pieces = [None if c in _DYNAMIC else _field(static.get(c), safe) for c in columns]
         if len(_templates) > 256:
             _templates.clear()
         found = _templates[key] = (static, pieces)
     return found[1]
 
 
-def _field(value: Any) -> str:
-    if type(value) is float:
-        return repr(value)
-    text = "" if value is None else str(value)
-    if "," in text or '"' in text or "\n" in text or "\r" in text:
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def _fast_line(columns: Tuple[str, ...], static: Mapping[str, Any], row: Mapping[str, Any]) -> bytes:
-    pieces = _template(columns, static)
-    return (",".join([p if p is not None else _field(row[c]) for p, c in zip(pieces, columns)]) + "\n").encode("utf-8")
+def _fast_line(columns: Tuple[str, ...], static: Mapping[str, Any], row: Mapping[str, Any], safe: bool) -> bytes:
+    pieces = _template(columns, static, safe)
+    return (",".join([p if p is not None else _field(row[c], safe) for p, c in zip(pieces, columns)]) + "\n").encode("utf-8")
 
 
 class HeaderMismatch(Exception):
@@ -166,11 +176,14 @@ class EmissionsCsvFile:
     value. Rows written by one call land together, header first when the file is empty.
     """
 
-    def __init__(self, path: "os.PathLike[str] | str") -> None:
+    def __init__(self, path: "os.PathLike[str] | str", *, safe: Optional[bool] = None) -> None:
         path = os.fspath(path)
         if not isinstance(path, str) or not path:
             raise ValueError(f"path must be a non-empty file path, got {path!r}")
+        if safe is not None and not isinstance(safe, bool):
+            raise ValueError(f"safe must be True, False or None (OTEL_CARBON_CSV_SAFE), got {safe!r}")
         self.path = path
+        self.safe = config.csv_safe() if safe is None else safe
         self.rows_written = 0
         self.rows_refused = 0
 
@@ -182,7 +195,7 @@ class EmissionsCsvFile:
             if unknown:
                 raise ValueError(f"rows must only use CodeCarbon's columns; unknown: {sorted(unknown)}")
         try:
-            locked_append(self.path, functools.partial(self._payload, rows))
+            locked_append(self.path, functools.partial(self._payload, rows, self.safe))
         except HeaderMismatch as exc:
             self.rows_refused += len(rows)
             warn_once(
@@ -202,11 +215,11 @@ class EmissionsCsvFile:
         return True
 
     @staticmethod
-    def _payload(rows: Sequence[Mapping[str, Any]], head: bytes, size: int, ends_with_newline: bool) -> bytes:
+    def _payload(rows: Sequence[Mapping[str, Any]], safe: bool, head: bytes, size: int, ends_with_newline: bool) -> bytes:
         """What to write, given the start of the file (read under the lock)."""
         if size == 0 or not head.strip():
             columns: Sequence[str] = CODECARBON_COLUMNS
-            prefix = _encode([columns])
+            prefix = _line(columns)
         else:
             columns, valid = _header_columns(head.split(b"\n", 1)[0])
             if not valid:
@@ -218,9 +231,9 @@ class EmissionsCsvFile:
         for row in rows:
             static = getattr(row, "static", None)
             if static is not None:
-                out.append(_fast_line(tuple(columns), static, row))
+                out.append(_fast_line(tuple(columns), static, row, safe))
             else:
-                out.append(_encode([[row.get(c) for c in columns]]))
+                out.append(_line((row.get(c) for c in columns), safe))
         return b"".join(out)
 
 

@@ -4,13 +4,21 @@
 ``refresh_s`` seconds. :meth:`~LiveIntensitySource.current` is a plain attribute read, so
 the sampler can call it on every tick; nothing here runs on a span's path.
 
-Failure policy (timeout, 401, 429, 5xx, malformed JSON, anything):
+Failure policy (timeout, 429, 5xx, malformed JSON, anything):
 
 1. keep the last good value while it is younger than ``max_age_s``;
 2. then switch to the bundled value, flagged ``fallback=True``;
-3. log once per provider and kind of failure, and once when falling back;
+3. log once per provider and kind of failure, and once when falling back: the provider's
+   name, the kind and our own short detail (a status code), never an exception's text
+   (http.client puts header values, i.e. credentials, in its messages);
 4. retry with a backoff that starts at ``min_retry_s`` and doubles up to ``refresh_s``
-   (a 429's ``Retry-After`` is honoured when longer).
+   (a 429's ``Retry-After`` is honoured when longer, up to an hour).
+
+A 401 or 403 means the credentials are wrong: asking again cannot help, so the thread
+says so once and stops, and the bundled value is used from then on. ``refresh_s`` is
+bounded to [60 s, 1 day] (``OTEL_CARBON_INTENSITY_REFRESH`` out of that range warns and
+uses the provider's default; a code argument raises ``ValueError``): the providers publish
+at most every five minutes, and a shorter period only spends the user's quota.
 
 Until the first answer arrives, :meth:`current` returns the bundled value flagged
 ``fallback=True``: the first request is made in the background, never awaited.
@@ -32,13 +40,16 @@ import time
 import weakref
 from typing import Callable, Optional
 
+from otel_carbon import config
 from otel_carbon._log import warn_once
+from otel_carbon._untraced import run_untraced
 from otel_carbon.intensity._http import ProviderError
 from otel_carbon.intensity.model import Intensity
 
 _logger = logging.getLogger("otel_carbon")
 
 MAX_RETRY_AFTER_S = 3600.0
+REFUSED_KINDS = ("http_401", "http_403")  # wrong credentials: stop asking
 
 
 class LiveIntensitySource:
@@ -54,16 +65,21 @@ class LiveIntensitySource:
         min_retry_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        refresh = float(refresh_s if refresh_s is not None else getattr(provider, "default_refresh_s", 600.0))
-        if not refresh > 0:
-            raise ValueError(f"refresh_s must be a number of seconds > 0, got {refresh_s!r}")
+        refresh = refresh_s if refresh_s is not None else getattr(provider, "default_refresh_s", 600.0)
+        bounds = config.RANGES[config.OTEL_CARBON_INTENSITY_REFRESH]
+        if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or not bounds.low <= refresh <= bounds.high:
+            raise ValueError(f"refresh_s must be {bounds.describe()}, got {refresh_s!r}")
+        if isinstance(min_retry_s, bool) or not isinstance(min_retry_s, (int, float)) or not 0 < min_retry_s <= refresh:
+            raise ValueError(f"min_retry_s must be a number of seconds > 0 and <= refresh_s, got {min_retry_s!r}")
         self.provider = provider
         self.name: str = getattr(provider, "name", type(provider).__name__)
-        self.refresh_s = refresh
+        self.refresh_s = float(refresh)
         # Keep a last good value for three missed refreshes, and at least an hour (the
         # hourly providers publish once an hour; an hour-old value beats a yearly mean).
         self.max_age_s = float(max_age_s) if max_age_s is not None else max(3 * refresh, 3600.0)
-        self.min_retry_s = min(float(min_retry_s), refresh)
+        self.min_retry_s = float(min_retry_s)
+        #: the provider refused the credentials (401/403): no more requests
+        self.refused = False
         self._clock = clock
         self._fallback = dataclasses.replace(bundled, live=False, fallback=True)
         self._current = self._fallback
@@ -99,7 +115,9 @@ class LiveIntensitySource:
         with self._lock:
             if self._stopped or (self._thread is not None and self._thread.is_alive()):
                 return self
-            self._thread = threading.Thread(target=self._run, name=f"otel-carbon-intensity-{self.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=run_untraced(self._run), name=f"otel-carbon-intensity-{self.name}", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -129,8 +147,8 @@ class LiveIntensitySource:
         return self._current
 
     def _run(self) -> None:
-        while not self._stopped:
-            delay = self._next_due - self._clock()
+        while not self._stopped and not self.refused:
+            delay = min(self._next_due - self._clock(), threading.TIMEOUT_MAX)
             if delay > 0 and self._wake.wait(delay):
                 break  # only shutdown() sets the event
             if self._stopped:
@@ -139,14 +157,21 @@ class LiveIntensitySource:
 
     def _refresh_once(self) -> None:
         with self._fetch_lock:
+            if self.refused:
+                return
             try:
                 reading = self.provider.fetch()  # type: ignore[attr-defined]
             except ProviderError as exc:
                 delay = self._on_failure(exc.kind, str(exc), exc.retry_after_s)
             except Exception as exc:  # a bug must not kill the thread or reach the host app
-                delay = self._on_failure("error", f"{type(exc).__name__}: {exc}", None)
+                # the type only: the text of an exception from the request path may hold a
+                # header value (a credential)
+                delay = self._on_failure("error", type(exc).__name__, None)
             else:
-                delay = self._on_success(reading)
+                try:
+                    delay = self._on_success(reading)
+                except Exception as exc:  # a reading of the wrong shape
+                    delay = self._on_failure("error", type(exc).__name__, None)
             self._next_due = self._clock() + delay
 
     def _on_success(self, reading: object) -> float:
@@ -167,6 +192,8 @@ class LiveIntensitySource:
 
     def _on_failure(self, kind: str, message: str, retry_after_s: Optional[float]) -> float:
         self._failures += 1
+        if kind in REFUSED_KINDS:
+            return self._refused(message)
         fresh = self._last_good_at is not None and self._clock() - self._last_good_at <= self.max_age_s
         keeping = "keeping its last value" if fresh else "using bundled data"
         warn_once(
@@ -194,3 +221,19 @@ class LiveIntensitySource:
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
         return delay
+
+    def _refused(self, message: str) -> float:
+        self.refused = True
+        self._current = self._fallback
+        warn_once(
+            _logger,
+            f"intensity:live:{self.name}:refused",
+            "otel_carbon: live intensity provider %s refused the credentials (%s): no more requests "
+            "are made; using bundled data %.1f g CO2e/kWh (zone %s), flagged fallback=True. Check "
+            "the provider's credentials and restart",
+            self.name,
+            message,
+            self._fallback.g_per_kwh,
+            self._fallback.zone,
+        )
+        return self.refresh_s

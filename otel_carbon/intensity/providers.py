@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from otel_carbon.config import MAX_CODE_CHARS, MAX_SECRET_CHARS, is_code, is_token
 from otel_carbon.intensity._http import ProviderError, build_opener, get_json
 
 # 1 lb = 453.59237 g (exact, by definition) and 1 MWh = 1000 kWh.
@@ -63,6 +64,30 @@ def _intensity(value: Any, what: str) -> float:
     if not (math.isfinite(number) and 0.0 <= number < MAX_PLAUSIBLE_G_PER_KWH):
         raise ProviderError("malformed", f"{what} {number!r} is outside [0, {MAX_PLAUSIBLE_G_PER_KWH:g}) g/kWh")
     return number
+
+
+def _text(value: Any, fallback: Optional[str]) -> Optional[str]:
+    """A provider-supplied code (zone, region, basis) when it is a short plain code, else
+    ``fallback``: it lands on every span, so a 900 KB or binary ``zone`` must not."""
+    return value if isinstance(value, str) and is_code(value) else fallback
+
+
+def _as_of(value: Any) -> Optional[str]:
+    """A provider timestamp that parses as ISO 8601 (and so is short and plain), else None."""
+    return value if isinstance(value, str) and len(value) <= MAX_CODE_CHARS and parse_time(value) else None
+
+
+def _check_token(name: str, value: Any) -> None:
+    """Credentials given in code: ValueError naming the argument, never showing its value."""
+    if not (isinstance(value, str) and is_token(value, MAX_SECRET_CHARS)):
+        raise ValueError(
+            f"{name} must be printable ASCII without spaces or line breaks, 1 to {MAX_SECRET_CHARS} characters"
+        )
+
+
+def _check_code(name: str, value: Any) -> None:
+    if not (isinstance(value, str) and is_code(value)):
+        raise ValueError(f"{name} must be a code of letters, digits and . _ : + - (1 to {MAX_CODE_CHARS}), got {repr(value)[:80]}")
 
 
 def _object(value: Any, what: str) -> Dict[str, Any]:
@@ -116,10 +141,8 @@ class ElectricityMaps(_Provider):
 
     def __init__(self, token: str, zone: str, *, base_url: Optional[str] = None, timeout_s: float = 5.0) -> None:
         super().__init__(base_url, timeout_s)
-        if not token:
-            raise ValueError("token must be a non-empty Electricity Maps API key")
-        if not zone:
-            raise ValueError("zone must be an Electricity Maps zone such as 'DE'")
+        _check_token("token", token)
+        _check_code("zone", zone)
         self._token = token
         self.zone = zone
 
@@ -127,11 +150,11 @@ class ElectricityMaps(_Provider):
         answer = self._get("/carbon-intensity/latest", {"zone": self.zone}, {"auth-token": self._token})
         doc = _object(answer, "response")
         value = _intensity(doc.get("carbonIntensity"), "carbonIntensity")
-        zone = doc.get("zone") if isinstance(doc.get("zone"), str) and doc.get("zone") else self.zone
-        basis = doc.get("emissionFactorType") if isinstance(doc.get("emissionFactorType"), str) else "lifecycle"
+        zone = _text(doc.get("zone"), self.zone)
+        basis = _text(doc.get("emissionFactorType"), "lifecycle")
         estimated = ", estimated" if doc.get("isEstimated") is True else ""
         source = f"Electricity Maps v3 carbon-intensity/latest ({basis}{estimated})"
-        return LiveReading(value, zone, source, doc.get("datetime") if isinstance(doc.get("datetime"), str) else None)
+        return LiveReading(value, zone, source, _as_of(doc.get("datetime")))
 
 
 class WattTime(_Provider):
@@ -164,10 +187,9 @@ class WattTime(_Provider):
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         super().__init__(base_url, timeout_s)
-        if not username or not password:
-            raise ValueError("username and password must be non-empty WattTime credentials")
-        if not region:
-            raise ValueError("region must be a WattTime region such as 'CAISO_NORTH'")
+        _check_token("username", username)
+        _check_token("password", password)
+        _check_code("region", region)
         self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode("utf-8")).decode("ascii")
         self.region = region
         self._clock = clock
@@ -181,7 +203,7 @@ class WattTime(_Provider):
         except ProviderError as exc:
             raise ProviderError(exc.kind, "login: " + exc.detail, exc.retry_after_s) from None
         token = doc.get("token") if isinstance(doc, dict) else None
-        if not isinstance(token, str) or not token:
+        if not (isinstance(token, str) and is_token(token, MAX_SECRET_CHARS * 16)):
             raise ProviderError("malformed", "login: no token in the response")
         self._token, self._token_at = token, self._clock()
         return token
@@ -207,9 +229,9 @@ class WattTime(_Provider):
             raise ProviderError("malformed", f"unexpected units {units!r} (expected lbs_co2_per_mwh)")
         point_time, value = self._current_point(doc.get("data"))
         g_per_kwh = _intensity(value * G_PER_KWH_PER_LB_PER_MWH, "forecast value")
-        region = meta.get("region") if isinstance(meta.get("region"), str) and meta.get("region") else self.region
+        region = _text(meta.get("region"), self.region)
         source = "WattTime v3 forecast co2_moer (marginal; lb/MWh converted to g/kWh)"
-        return LiveReading(g_per_kwh, region, source, point_time)
+        return LiveReading(g_per_kwh, region, source, _as_of(point_time))
 
     def _current_point(self, data: Any) -> Tuple[str, float]:
         """The last point at or before now (the forecast starts at the current interval)."""
@@ -259,8 +281,7 @@ class UKCarbonIntensity(_Provider):
         else:
             value, kind = _intensity(values.get("forecast"), "intensity.forecast"), "forecast"
         source = f"UK Carbon Intensity API /intensity ({kind}; NESO, CC BY 4.0)"
-        as_of = period.get("from") if isinstance(period.get("from"), str) else None
-        return LiveReading(value, "GB", source, as_of)
+        return LiveReading(value, "GB", source, _as_of(period.get("from")))
 
 
 PROVIDERS = {cls.name: cls for cls in (ElectricityMaps, WattTime, UKCarbonIntensity)}

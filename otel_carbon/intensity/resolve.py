@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
@@ -96,13 +95,13 @@ def resolve(
     strict: bool = False,
 ) -> Resolution:
     """Like :func:`resolve_intensity`, also returning the country and the origin."""
-    fixed_g_per_kwh = _check_number("intensity_g_per_kwh", intensity_g_per_kwh, 0.0, "a number of g CO2e/kWh >= 0")
-    pue_override = _check_number("pue", pue, 1.0, "a number >= 1 (e.g. 1.2)")
+    fixed_g_per_kwh = _check_number("intensity_g_per_kwh", intensity_g_per_kwh, config.OTEL_CARBON_INTENSITY)
+    pue_override = _check_number("pue", pue, config.OTEL_CARBON_PUE)
     cloud_pair = _check_cloud(cloud)
     _check_code("country", country)
     _check_code("region", region)
     if pue_override is None:
-        pue_override = _env_number(config.OTEL_CARBON_PUE, 1.0, "a number >= 1 (e.g. 1.2)", strict)
+        pue_override = config.env_number(config.OTEL_CARBON_PUE, None, strict)
 
     found = _from_arguments(fixed_g_per_kwh, region, country, cloud_pair)
     if found is None:
@@ -162,7 +161,7 @@ def _from_arguments(
 
 
 def _from_env(strict: bool) -> Optional[Resolution]:
-    fixed = _env_number(config.OTEL_CARBON_INTENSITY, 0.0, "a number of g CO2e/kWh >= 0", strict)
+    fixed = config.env_number(config.OTEL_CARBON_INTENSITY, None, strict)
     if fixed is not None:
         return _fixed(fixed, config.OTEL_CARBON_INTENSITY)
     lookups: Tuple[Tuple[str, Callable[[str], bundled.Zone]], ...] = (
@@ -213,14 +212,17 @@ def _report(message: str, key: str, strict: bool) -> None:
     warn_once(_logger, f"intensity:{key}", "otel_carbon: %s; ignoring it", message, level=logging.ERROR)
 
 
-def _check_number(name: str, value: Optional[float], minimum: float, expected: str) -> Optional[float]:
+def _check_number(name: str, value: Optional[float], variable: str) -> Optional[float]:
+    """A code argument within the range documented for its variable, else ``ValueError``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    if not (math.isfinite(value) and value >= minimum):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
+    bounds = config.RANGES[variable]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {bounds.describe()}, got {value!r}")
+    try:
+        return float(bounds.parse(repr(float(value))))
+    except ValueError:
+        raise ValueError(f"{name} must be {bounds.describe()}, got {value!r}") from None
 
 
 def _check_code(name: str, value: Optional[str]) -> None:
@@ -238,21 +240,3 @@ def _check_cloud(value: Optional[CloudArg]) -> Optional[Tuple[str, str]]:
     raise ValueError(
         f"cloud must be 'PROVIDER:REGION' (e.g. 'aws:eu-west-1') or a (provider, region) tuple, got {value!r}"
     )
-
-
-def _env_number(name: str, minimum: float, expected: str, strict: bool) -> Optional[float]:
-    """A number >= ``minimum`` from env ``name``; bad values warn (or raise when strict)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-        if not (math.isfinite(value) and value >= minimum):
-            raise ValueError(raw)
-        return value
-    except ValueError:
-        message = f"{name}={raw!r} is invalid: expected {expected}"
-        if strict:
-            raise ValueError(message) from None
-        warn_once(_logger, f"env:{name}", "otel_carbon: %s; ignoring it", message)
-        return None

@@ -86,7 +86,7 @@ def intensity_source(
     provider = live_provider_from_env(resolution, strict=strict)
     if provider is None:
         return StaticIntensitySource(resolution.intensity)
-    refresh_s = _env_seconds(config.OTEL_CARBON_INTENSITY_REFRESH, None, strict)
+    refresh_s = config.env_number(config.OTEL_CARBON_INTENSITY_REFRESH, None, strict)
     source = LiveIntensitySource(provider, resolution.intensity, refresh_s=refresh_s)
     return source.start() if start else source
 
@@ -126,11 +126,14 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
         )
         return None
     base_url = config.env_str(config.OTEL_CARBON_INTENSITY_PROVIDER_URL, "") or None
-    timeout_s = _env_seconds(config.OTEL_CARBON_INTENSITY_TIMEOUT, config.DEFAULT_INTENSITY_TIMEOUT_S, strict)
+    timeout_s = config.env_number(config.OTEL_CARBON_INTENSITY_TIMEOUT, config.DEFAULT_INTENSITY_TIMEOUT_S, strict)
     assert timeout_s is not None
     if name == "electricitymaps":
-        token = config.env_str(config.OTEL_CARBON_ELECTRICITYMAPS_TOKEN, "")
-        zone = config.env_str(config.OTEL_CARBON_ELECTRICITYMAPS_ZONE, "") or resolution.country_iso2 or ""
+        token = config.env_token(config.OTEL_CARBON_ELECTRICITYMAPS_TOKEN, secret=True, strict=strict)
+        zone = config.env_token(config.OTEL_CARBON_ELECTRICITYMAPS_ZONE, secret=False, strict=strict)
+        if token is None or zone is None:
+            return None  # refused, and said so
+        zone = zone or resolution.country_iso2 or ""
         if not token:
             return _missing(name, config.OTEL_CARBON_ELECTRICITYMAPS_TOKEN, strict)
         if not zone:
@@ -138,13 +141,15 @@ def _provider_from_env(resolution: Resolution, strict: bool) -> Optional[Any]:
         return _build(ElectricityMaps, strict, token, zone, base_url=base_url, timeout_s=timeout_s)
     if name == "watttime":
         values = {
-            var: config.env_str(var, "")
+            var: config.env_token(var, secret=var != config.OTEL_CARBON_WATTTIME_REGION, strict=strict)
             for var in (
                 config.OTEL_CARBON_WATTTIME_USERNAME,
                 config.OTEL_CARBON_WATTTIME_PASSWORD,
                 config.OTEL_CARBON_WATTTIME_REGION,
             )
         }
+        if None in values.values():
+            return None  # refused, and said so
         for var, value in values.items():
             if not value:
                 return _missing(name, var, strict)
@@ -179,18 +184,3 @@ def _problem(message: str, strict: bool) -> None:
     if strict:
         raise ValueError(message)
     warn_once(_logger, f"intensity:live:{message}", "otel_carbon: %s", message)
-
-
-def _env_seconds(name: str, default: Optional[float], strict: bool) -> Optional[float]:
-    if strict:
-        raw = config.env_str(name, "")
-        if raw:
-            try:
-                value = float(raw)
-            except ValueError:
-                value = float("nan")
-            if not (value > 0 and value < float("inf")):
-                raise ValueError(f"{name}={raw!r} is invalid: expected a number of seconds > 0")
-            return value
-        return default
-    return config.env_positive_float(name, default)

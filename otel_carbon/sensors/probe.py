@@ -68,7 +68,7 @@ def cpu_model_sensor(proc_root: str = "/proc") -> CpuModelSensor:
 
     n_vcpus = psutil.cpu_count(logical=True) or 1
     choice = config.env_choice(config.OTEL_CARBON_CPU_MODEL, "auto", "auto", "ccf", "tdp")
-    tdp_env = config.env_positive_float(config.OTEL_CARBON_CPU_TDP_W, None)
+    tdp_env = config.env_number(config.OTEL_CARBON_CPU_TDP_W, None)
     name = cpu_model_name(proc_root)
     if choice != "ccf":
         if tdp_env is not None:
@@ -104,8 +104,8 @@ def probe_sensors(
 ) -> Probe:
     """Probe the host now (uncached). Arguments exist so tests can point at fake trees."""
     probe = Probe()
-    constant_w = config.env_positive_float(config.OTEL_CARBON_POWER_W, None)
-    idle_w = config.env_non_negative_float(config.OTEL_CARBON_IDLE_POWER_W, None)
+    constant_w = config.env_number(config.OTEL_CARBON_POWER_W, None)
+    idle_w = config.env_number(config.OTEL_CARBON_IDLE_POWER_W, None)
     if constant_w is not None:
         idle = min(idle_w or 0.0, constant_w)
         if idle_w is not None and idle_w > constant_w:

@@ -16,6 +16,18 @@ Decisions:
   mirror one counter: zones with a name already seen are skipped, and so is a package zone
   whose counter moves in lockstep with another at probe time.
 * Counters are read with ``os.pread`` on file descriptors kept open.
+* **Nothing read here may hang or flood the process.** Every file is opened with
+  ``O_NONBLOCK`` and kept only if it is a regular file (sysfs attributes are): a FIFO, a
+  device (``/dev/zero``) or a socket in the tree, directly or through a symlink, is a
+  :class:`Diagnostic`. At most :data:`MAX_ATTRIBUTE_BYTES` bytes are read, and a value must
+  be ASCII digits.
+* A ``max_energy_range_uj`` outside [:data:`MIN_RANGE_UJ`, :data:`MAX_RANGE_UJ`] is
+  implausible and skips the zone: the lower bound is the range a zone at
+  :data:`MAX_ZONE_POWER_W` wraps in twice the shortest sampler interval (real parts report
+  6.5e10 or more), the upper one a 64-bit counter.
+* A forward step larger than :data:`MAX_JUMP_POWER_W` times the time since the last
+  reading is not energy (no zone draws that): it is treated as a reset, like a backward
+  step that no wrap explains.
 * Wraparound: a counter that went down by less than a wrap could explain is treated as
   one wrap through ``max_energy_range_uj``. If the wrap would imply more than
   :data:`MAX_ZONE_POWER_W`, it was a reset instead (driver reload, hotplug): the new value
@@ -33,6 +45,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -45,6 +58,15 @@ _logger = logging.getLogger("otel_carbon")
 
 #: Highest power one zone may plausibly draw, for wrap/reset decisions (W).
 MAX_ZONE_POWER_W = 1000.0
+#: A forward step of a counter above this power times the time since the last reading is
+#: a reset, not energy (W).
+MAX_JUMP_POWER_W = 10_000.0
+#: Most bytes read from one powercap file (a 64-bit counter is 20 digits and a newline).
+MAX_ATTRIBUTE_BYTES = 32
+#: Plausible ``max_energy_range_uj``: a wrap at MAX_ZONE_POWER_W takes at least twice the
+#: shortest sampler interval (0.01 s), and a counter has at most 64 bits.
+MIN_RANGE_UJ = int(2 * MAX_ZONE_POWER_W * 0.01 * 1e6)
+MAX_RANGE_UJ = 2**64
 _PERMISSION_FIX = (
     "energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694): run as root, or "
     "grant read access (e.g. a udev rule or `chmod o+r` on the energy_uj files at boot, or a "
@@ -55,7 +77,35 @@ Opener = Callable[[str], int]
 
 
 def _default_opener(path: str) -> int:
-    return os.open(path, os.O_RDONLY)
+    return os.open(path, _OPEN_FLAGS)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _check_regular(fd: int, path: str) -> None:
+    """Raise :class:`SensorError` unless ``fd`` is a regular file (what sysfs attributes are)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise SensorError(f"{path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        raise SensorError(f"{path}: not a regular file ({_file_kind(mode)}), not a powercap attribute")
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def _parse_uj(raw: bytes, path: str) -> int:
+    text = raw.strip()
+    if not (text.isdigit() and len(text) <= 20):  # bytes.isdigit(): ASCII digits only
+        raise SensorError(f"{path}: not a number: {raw[:MAX_ATTRIBUTE_BYTES]!r}")
+    return int(text)
 
 
 @dataclass
@@ -71,13 +121,10 @@ class Zone:
 
     def read_uj(self) -> int:
         try:
-            raw = os.pread(self.fd, 64, 0)
+            raw = os.pread(self.fd, MAX_ATTRIBUTE_BYTES, 0)
         except OSError as exc:
             raise SensorError(f"{self.path}/energy_uj: {exc.strerror or exc}") from exc
-        try:
-            return int(raw.strip())
-        except ValueError as exc:
-            raise SensorError(f"{self.path}/energy_uj: not a number: {raw[:32]!r}") from exc
+        return _parse_uj(raw, f"{self.path}/energy_uj")
 
     def advance(self, t_ns: int) -> float:
         """Read the counter and return the cumulative joules of this zone."""
@@ -86,29 +133,40 @@ class Zone:
             delta_uj = now_uj - self.last_uj
             if delta_uj < 0:
                 delta_uj = self._wrapped_delta(now_uj, t_ns)
+            elif delta_uj > MAX_JUMP_POWER_W * self._elapsed_s(t_ns) * 1e6:
+                delta_uj = self._reset(now_uj, t_ns, "jumped forward")
             self.energy_j += delta_uj / 1e6
         self.last_uj = now_uj
         self.last_t_ns = t_ns
         return self.energy_j
 
+    def _elapsed_s(self, t_ns: int) -> float:
+        return max((t_ns - self.last_t_ns) / 1e9, 1e-3)
+
     def _wrapped_delta(self, now_uj: int, t_ns: int) -> int:
-        dt_s = max((t_ns - self.last_t_ns) / 1e9, 1e-3)
-        budget_uj = MAX_ZONE_POWER_W * dt_s * 1e6
+        budget_uj = MAX_ZONE_POWER_W * self._elapsed_s(t_ns) * 1e6
         wrap_uj = self.max_range_uj - self.last_uj + now_uj
         if self.max_range_uj > 0 and 0 <= wrap_uj <= budget_uj:
             return wrap_uj
+        return self._reset(now_uj, t_ns, "went back without a plausible wrap")
+
+    def _reset(self, now_uj: int, t_ns: int, how: str) -> int:
+        """A counter reset (driver reload, hotplug, a bogus value): the new value is the
+        energy since the reset when plausible, else 0."""
         self.resets += 1
         warn_once(
             _logger,
             f"rapl-reset:{self.path}",
-            "RAPL counter %s/energy_uj went from %d to %d without a plausible wrap "
-            "(max_energy_range_uj=%d): treated as a counter reset",
+            "RAPL counter %s/energy_uj %s, from %d to %d in %.3f s (max_energy_range_uj=%d): "
+            "treated as a counter reset",
             self.path,
+            how,
             self.last_uj,
             now_uj,
+            (t_ns - self.last_t_ns) / 1e9,
             self.max_range_uj,
         )
-        return now_uj if now_uj <= budget_uj else 0
+        return now_uj if now_uj <= MAX_ZONE_POWER_W * self._elapsed_s(t_ns) * 1e6 else 0
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -164,9 +222,35 @@ class RaplSensor:
             zone.close()
 
 
-def _read_text(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as fh:
-        return fh.read().strip()
+def _read_attribute(path: str) -> bytes:
+    """At most MAX_ATTRIBUTE_BYTES of a regular file, opened without blocking."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise SensorError(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        _check_regular(fd, path)
+        return os.pread(fd, MAX_ATTRIBUTE_BYTES, 0)
+    except OSError as exc:
+        raise SensorError(f"{path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_name(path: str) -> str:
+    name = _read_attribute(path).strip().decode("ascii", errors="replace")
+    if not name or not name.isprintable():
+        raise SensorError(f"{path}: not a zone name: {name!r}")
+    return name
+
+
+def _read_range_uj(path: str) -> int:
+    range_uj = _parse_uj(_read_attribute(path), path)
+    if not MIN_RANGE_UJ <= range_uj <= MAX_RANGE_UJ:
+        raise SensorError(
+            f"{path}: {range_uj} is not a plausible counter range (expected {MIN_RANGE_UJ} to 2^64 uJ)"
+        )
+    return range_uj
 
 
 def _zone_dirs(root: str) -> List[str]:
@@ -194,9 +278,9 @@ def _zone_dirs(root: str) -> List[str]:
 def _open_zone(path: str, opener: Opener) -> Tuple[Optional[Zone], Optional[Diagnostic]]:
     energy_path = os.path.join(path, "energy_uj")
     try:
-        name = _read_text(os.path.join(path, "name"))
-        max_range_uj = int(_read_text(os.path.join(path, "max_energy_range_uj")))
-    except (OSError, ValueError) as exc:
+        name = _read_name(os.path.join(path, "name"))
+        max_range_uj = _read_range_uj(os.path.join(path, "max_energy_range_uj"))
+    except SensorError as exc:
         return None, Diagnostic(path, f"unreadable name or max_energy_range_uj: {exc}", "zone skipped")
     try:
         fd = opener(energy_path)
@@ -206,6 +290,7 @@ def _open_zone(path: str, opener: Opener) -> Tuple[Optional[Zone], Optional[Diag
         return None, Diagnostic(energy_path, f"cannot open: {exc.strerror or exc}", "zone skipped")
     zone = Zone(path=path, name=name, max_range_uj=max_range_uj, fd=fd)
     try:
+        _check_regular(fd, energy_path)
         zone.read_uj()
     except SensorError as exc:
         cause = exc.__cause__
@@ -216,6 +301,13 @@ def _open_zone(path: str, opener: Opener) -> Tuple[Optional[Zone], Optional[Diag
     return zone, None
 
 
+def _log_diagnostic(diag: Diagnostic) -> None:
+    """One log line per unreadable zone: INFO for the usual permission case (most hosts
+    outside root), WARNING for a tree that holds something other than counters."""
+    level = logging.INFO if diag.fix == _PERMISSION_FIX else logging.WARNING
+    warn_once(_logger, f"rapl:{diag.path}", "otel_carbon: RAPL zone skipped: %s: %s", diag.path, diag.problem, level=level)
+
+
 def _drop_mirrors(packages: List[Zone]) -> List[Zone]:
     """Drop package zones that mirror another (same name, or same counter in lockstep)."""
     kept: List[Zone] = []
@@ -224,12 +316,17 @@ def _drop_mirrors(packages: List[Zone]) -> List[Zone]:
         if any(k.name == zone.name for k in kept):
             zone.close()
             continue
-        first[id(zone)] = zone.read_uj()
+        try:
+            first[id(zone)] = zone.read_uj()
+        except SensorError as exc:  # it changed since it was opened: skip it
+            _log_diagnostic(Diagnostic(zone.path, str(exc), "zone skipped"))
+            zone.close()
+            continue
         kept.append(zone)
     unique: List[Zone] = []
     for zone in kept:
         twin = next(
-            (u for u in unique if first[id(u)] == first[id(zone)] and u.read_uj() == zone.read_uj()),
+            (u for u in unique if first[id(u)] == first[id(zone)] and _same_reading(u, zone)),
             None,
         )
         if twin is not None and first[id(zone)] != 0:
@@ -237,6 +334,13 @@ def _drop_mirrors(packages: List[Zone]) -> List[Zone]:
             continue
         unique.append(zone)
     return unique
+
+
+def _same_reading(a: Zone, b: Zone) -> bool:
+    try:
+        return a.read_uj() == b.read_uj()
+    except SensorError:
+        return False  # kept apart; the sampler marks a zone that fails unavailable
 
 
 def probe_rapl(root: str, opener: Opener = _default_opener) -> Tuple[List[RaplSensor], List[Diagnostic]]:
@@ -248,6 +352,7 @@ def probe_rapl(root: str, opener: Opener = _default_opener) -> Tuple[List[RaplSe
         zone, diag = _open_zone(path, opener)
         if diag is not None:
             diagnostics.append(diag)
+            _log_diagnostic(diag)
         if zone is None:
             continue
         if zone.name.startswith("package"):

@@ -1,0 +1,7 @@
+"""``python -m otel_carbon``: the ``otel-carbon`` command."""
+
+import sys
+
+from otel_carbon.cli import main
+
+sys.exit(main())
