@@ -50,7 +50,7 @@ build_one() {
         command -v go >/dev/null || { echo "$name: the Go toolchain (go) is not on PATH" >&2; return 4; }
         mkdir -p "$(dirname "$out")"
         local start=$SECONDS
-        echo "$name: building $package $version (go $(go env GOVERSION)) ..." >&2
+        echo "$name: building $version with go $(go env GOVERSION) ..." >&2
         (cd "$dir" && go build -trimpath "$@" -o "$out.tmp.$$" "$package")
         mv -f "$out.tmp.$$" "$out"
         echo "$name: built in $((SECONDS - start)) s" >&2
@@ -60,6 +60,7 @@ build_one() {
 
 jaeger_version="$(required_version "$here/jaeger" github.com/jaegertracing/jaeger)"
 otelcol_version="$(required_version "$here/otelcol" go.opentelemetry.io/collector/otelcol)"
-build_one jaeger "$here/jaeger" jaeger "$jaeger_version" github.com/jaegertracing/jaeger/cmd/jaeger
+# -s -w: no symbol table or DWARF (smaller binaries, a shorter link)
+build_one jaeger "$here/jaeger" jaeger "$jaeger_version" github.com/jaegertracing/jaeger/cmd/jaeger -ldflags "-s -w"
 build_one otelcol "$here/otelcol" otelcol-carbon "$otelcol_version" . \
-    -ldflags "-X main.version=$otelcol_version"
+    -ldflags "-s -w -X main.version=$otelcol_version"
