@@ -227,6 +227,10 @@ def test_prometheus_per_route_totals_are_the_sums_over_spans(stack):
         for route, total in spans.items():
             assert total > 0
             assert prometheus[route] == pytest.approx(total, rel=REL), (what, route)
+    # the connector's names, derived from the YAML by test_collector_names, are the real ones
+    shown_names = set(httpx.get(stack.prom.url + "/api/v1/label/__name__/values", timeout=10).json()["data"])
+    derived = {n for names in connector_prom_names().values() for n in names}
+    assert {n for n in shown_names if n.startswith("carbon_traces_")} == derived
     # the app's meter also reports the hardware's energy, through the same collector
     assert stack.prom.query(f'{APP_PROM_NAMES[A.HW_ENERGY][0]}{{job="{SERVICE}"}}')
 
