@@ -8,9 +8,10 @@
   meter runs here (the Flask app of the Meter tests), the Debian ``prometheus`` scrapes it, and
   every name a dashboard uses must be in ``/api/v1/label/__name__/values``, every query must
   run, and every query on the app's metrics must return series. The connector's metrics are
-  only made by a real collector (not installable here): their names are derived from the YAML
-  with the OpenTelemetry -> Prometheus naming rules, which are first checked against what the
-  real Prometheus shows for the app's own metrics.
+  only made by a collector: here their names are derived from the YAML with the OpenTelemetry
+  -> Prometheus naming rules, first checked against what the real Prometheus shows for the
+  app's own metrics; tests/test_collector_e2e.py runs the real collector and checks that the
+  derived names are exactly the ones it produces.
 * ``verify.py``'s Prometheus half runs against that same real Prometheus.
 """
 
@@ -449,7 +450,7 @@ def test_verify_prometheus_half_on_the_real_prometheus(stack):
     assert grams == pytest.approx(sum(s.attributes[A.EMISSIONS] for s in spans), rel=1e-9)
     assert metrics[prometheus_names(A.SPAN_COUNT, A.UNIT_SPANS, "counter")[0]]["value"] == len(spans)
 
-    # with the connector's metrics required: no collector here, so they are missing
+    # with the connector's metrics required: this stack has no collector, so they are missing
     report = verify.check_prometheus(stack.prom.url, JOB, include_connector=True)
     assert not report["ok"]
     missing = {n for n, e in report["metrics"].items() if not e["ok"]}
