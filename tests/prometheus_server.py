@@ -5,7 +5,7 @@ job, ``scrape_interval`` 1 s) and a temporary storage directory, waits until ``/
 answers, and stops it (then removes both) on :meth:`PrometheusServer.stop`::
 
     with PrometheusServer(["127.0.0.1:9464"]) as prom:
-        prom.query('sum by (http_route) (carbon_span_energy_joules_sum)')
+        prom.query('sum by (http_route) (carbon_span_energy_joules_total)')
 
 Queries go through Prometheus's HTTP API (``/api/v1/query``) with no proxy.
 """
