@@ -13,7 +13,8 @@ ENERGY_CPU = "carbon.energy.cpu"  # J, active CPU energy
 ENERGY_MEMORY = "carbon.energy.memory"  # J, active memory (DRAM) energy
 ENERGY_GPU = "carbon.energy.gpu"  # J, the span's share of the process's GPU energy
 ENERGY_IDLE = "carbon.energy.idle"  # J, share of static power (only with idle policy "cpu")
-CPU_TIME = "carbon.cpu.time"  # s, CPU time of the span's own work
+CPU_TIME = "carbon.cpu.time"  # s, CPU time of the span's own work (wherever it ran)
+CPU_OFFLOADED = "carbon.cpu.offloaded"  # s, the part of carbon.cpu.time that ran on other threads
 EMISSIONS = "carbon.emissions"  # g CO2e
 INTENSITY = "carbon.intensity"  # g CO2e / kWh
 ZONE = "carbon.zone"  # where the intensity comes from: FR, US-CA, aws:eu-west-1, world
@@ -28,6 +29,7 @@ SPAN_ATTRIBUTES = {
     ENERGY_GPU: ("double", "J"),
     ENERGY_IDLE: ("double", "J"),
     CPU_TIME: ("double", "s"),
+    CPU_OFFLOADED: ("double", "s"),
     EMISSIONS: ("double", "g"),
     INTENSITY: ("double", "g/kWh"),
     ZONE: ("string", ""),
@@ -118,9 +120,18 @@ GRID_INTENSITY = "carbon.grid.intensity"  # gauge, g CO2e/kWh, with carbon.zone
 SAMPLER_GAPS = "carbon.sampler.gaps"
 UNIT_GAPS = "{gap}"
 
-# Per span, with low-cardinality attributes only.
-SPAN_ENERGY = "carbon.span.energy"  # histogram, J (carbon.energy.total of each span)
-SPAN_EMISSIONS = "carbon.span.emissions"  # counter, g CO2e (carbon.emissions of each span)
+# Per span, with low-cardinality attributes only: sums kept by the meter, published at
+# collection time (asynchronous counters; see otel_carbon/metrics/_spans.py).
+SPAN_ENERGY = "carbon.span.energy"  # counter, J (sum of carbon.energy.total of the spans)
+SPAN_EMISSIONS = "carbon.span.emissions"  # counter, g CO2e (sum of carbon.emissions)
+SPAN_COUNT = "carbon.span.count"  # counter, {span}: spans summed into the two above
+#: histogram, J, one value per span (opt-in: OTEL_CARBON_METRIC_HISTOGRAM=on)
+SPAN_ENERGY_DISTRIBUTION = "carbon.span.energy_distribution"
+#: counter, {span}: spans whose attribute set was folded into the overflow set (cardinality cap)
+SPAN_OVERFLOW = "carbon.span.overflow"
+UNIT_SPANS = "{span}"
+#: the attribute of the overflow set (the name the OpenTelemetry SDKs use for theirs)
+METRIC_OVERFLOW = "otel.metric.overflow"
 SPAN_NAME = "span.name"  # the span's name, as the collector's spanmetrics connector calls it
 HTTP_ROUTE = "http.route"
 HTTP_REQUEST_METHOD = "http.request.method"
@@ -139,6 +150,9 @@ METRICS = {
     PROCESS_EMISSIONS: ("counter", UNIT_G),
     GRID_INTENSITY: ("gauge", UNIT_G_PER_KWH),
     SAMPLER_GAPS: ("counter", UNIT_GAPS),
-    SPAN_ENERGY: ("histogram", UNIT_J),
+    SPAN_ENERGY: ("counter", UNIT_J),
     SPAN_EMISSIONS: ("counter", UNIT_G),
+    SPAN_COUNT: ("counter", UNIT_SPANS),
+    SPAN_OVERFLOW: ("counter", UNIT_SPANS),
+    SPAN_ENERGY_DISTRIBUTION: ("histogram", UNIT_J),
 }
