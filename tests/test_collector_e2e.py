@@ -169,7 +169,7 @@ def run_app(stack: Stack) -> Stack:
         deadline = time.monotonic() + WAIT_S
         while True:  # every span counted by the connector and by the app's meter
             if (stack.per_route(_name("connector", "carbon.traces.spans")) == counts
-                    and stack.per_route(_name("app", A.SPAN_ENERGY, "_count")) == counts):
+                    and stack.per_route(_name("app", A.SPAN_COUNT)) == counts):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"Prometheus never counted {counts}: {stack.prom.targets_health()}\n"
@@ -219,7 +219,7 @@ def test_prometheus_per_route_totals_are_the_sums_over_spans(stack):
     shown = {
         "collector energy": (stack.per_route(_name("connector", "carbon.traces.energy")), energy),
         "collector CO2e": (stack.per_route(_name("connector", "carbon.traces.emissions")), emissions),
-        "app energy": (stack.per_route(_name("app", A.SPAN_ENERGY, "_sum")), energy),
+        "app energy": (stack.per_route(_name("app", A.SPAN_ENERGY)), energy),
         "app CO2e": (stack.per_route(_name("app", A.SPAN_EMISSIONS)), emissions),
     }
     for what, (prometheus, spans) in shown.items():
