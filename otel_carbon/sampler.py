@@ -362,6 +362,11 @@ class Sampler:
             self._tick_listeners = tuple(x for x in self._tick_listeners if x is not listener)
 
     @property
+    def in_use(self) -> bool:
+        """Whether a span counter (a processor) or a tick listener (a meter) is registered."""
+        return bool(self._span_counters or self._tick_listeners)
+
+    @property
     def gpu_energy_j(self) -> Dict[int, float]:
         """Latest cumulative energy (J, arbitrary origin) of each GPU, by index in :attr:`gpus`."""
         return dict(self._gpu_last_j)
@@ -543,14 +548,30 @@ _sampler_lock = threading.Lock()
 
 def get_sampler() -> Sampler:
     """The process-wide sampler, created and started on first use."""
-    global _sampler
     sampler = _sampler
     if sampler is not None:
         return sampler
+    return get_or_create_sampler()[0]
+
+
+def get_or_create_sampler(make: Optional[Callable[[], Sampler]] = None) -> "tuple[Sampler, bool]":
+    """The process-wide sampler, and whether this call made it: when there is none,
+    ``make()`` (default: a sampler over the probed sensors) is started and becomes it, all
+    under one lock, so two callers never start two samplers (``make`` runs under it: it
+    must not call :func:`set_sampler`). Exceptions from ``make`` propagate (nothing is
+    installed)."""
+    global _sampler
     with _sampler_lock:
-        if _sampler is None:
-            _sampler = Sampler(get_probe()).start()
-        return _sampler
+        if _sampler is not None:
+            return _sampler, False
+        made = make() if make is not None else Sampler(get_probe())
+        _sampler = made.start()
+        return _sampler, True
+
+
+def current_sampler() -> Optional[Sampler]:
+    """The process-wide sampler if one exists (none is created)."""
+    return _sampler
 
 
 def set_sampler(sampler: Optional[Sampler]) -> Optional[Sampler]:

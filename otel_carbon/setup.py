@@ -9,14 +9,9 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
 
 * **Exporters** come from ``traces_exporter`` / ``metrics_exporter`` when given, else from
   ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma lists; ``none``; default
-  ``otlp``), resolved through the public ``opentelemetry_traces_exporter`` /
-  ``opentelemetry_metrics_exporter`` entry-point groups, so any installed exporter works
-  (``console``, ``prometheus``, ``zipkin_json``...). ``otlp`` follows
-  ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``:
-  ``grpc`` (the Python SDK's default) or ``http/protobuf``. Spans go through a
+  ``otlp``), by entry-point name (:mod:`otel_carbon.exporter_names`). Spans go through a
   ``BatchSpanProcessor`` (``OTEL_BSP_*``), metrics through a
-  ``PeriodicExportingMetricReader`` (``OTEL_METRIC_EXPORT_INTERVAL``) unless the entry point
-  is a reader itself (Prometheus). The exporters read their own endpoint variables.
+  ``PeriodicExportingMetricReader`` unless the entry point is a reader itself (Prometheus).
 * **Resource**: ``Resource.create`` (``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SERVICE_NAME``,
   detectors), then ``resource_attributes`` and ``service_name`` on top (an argument beats
   the environment, as in the SDK); ``service.instance.id`` is a new UUID unless one was
@@ -32,8 +27,8 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
   not answer by then is named in one warning.
 * The processor and instruments are attached **once per provider**, shared with the
-  ``carbon`` instrumentor (``opentelemetry-instrument``): using both never counts a span
-  twice.
+  ``carbon`` instrumentor (``opentelemetry-instrument``) through
+  :mod:`otel_carbon.provider_registry`: using both never counts a span twice.
 
 Bad arguments raise ``ValueError`` naming the argument; a bad environment value is logged
 once and skipped. Nothing else here raises into the application.
@@ -41,306 +36,42 @@ once and skipped. Nothing else here raises into the application.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import os
 import threading
 import time
 import uuid
 import weakref
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
-from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.environment_variables import (
-    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-)
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_carbon import _exit, config
 from otel_carbon._log import warn_once
+from otel_carbon.exporter_names import MetricsArg, TracesArg, as_list, metric_readers, span_exporters
 from otel_carbon.processor import CarbonSpanProcessor
-from otel_carbon.sampler import Sampler, get_sampler, set_sampler
+from otel_carbon.provider_registry import (
+    acquire_metrics,
+    acquire_processor,
+    check_allowlist,
+    release_metrics,
+    release_processor,
+)
+from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
+
+__all__ = [
+    "CarbonSetup", "configure", "current_setup",
+    # attaching and exporters, kept importable from here (their homes: provider_registry, exporter_names)
+    "acquire_metrics", "acquire_processor", "check_allowlist", "metric_readers", "release_metrics",
+    "release_processor", "span_exporters",
+]
 
 _logger = logging.getLogger("otel_carbon")
-
-TRACES_GROUP = "opentelemetry_traces_exporter"
-METRICS_GROUP = "opentelemetry_metrics_exporter"
-_OTLP_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
-_SIGNAL_PROTOCOL_ENV = {"traces": OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "metrics": OTEL_EXPORTER_OTLP_METRICS_PROTOCOL}
-_DEFAULT_EXPORTER = "otlp"  # the specification's default for both signals
-
-TracesArg = Union[None, str, SpanExporter, Sequence[Union[str, SpanExporter]]]
-MetricsArg = Union[None, str, MetricExporter, MetricReader, Sequence[Union[str, MetricExporter, MetricReader]]]
-
-
-# -- one processor / one set of instruments per provider --------------------------------
-
-
-class _Switch(SpanProcessor):
-    """Forwards to a :class:`CarbonSpanProcessor` while on, does nothing once off.
-
-    A provider cannot drop a processor, so this is what is added to it: turning it off is
-    how the instrumentor's ``uninstrument`` (and :meth:`CarbonSetup.shutdown` on a provider
-    we do not own) really stops the work on spans.
-    """
-
-    _HOOKS = ("on_start", "_on_ending", "on_end")
-
-    def __init__(self, target: CarbonSpanProcessor) -> None:
-        self._target: Optional[CarbonSpanProcessor] = None
-        self.target = target
-
-    @property
-    def target(self) -> Optional[CarbonSpanProcessor]:
-        return self._target
-
-    @target.setter
-    def target(self, target: Optional[CarbonSpanProcessor]) -> None:
-        """On: the target's own bound hooks become this object's, so the SDK calls them with
-        no forwarding frame per span. Off: the class's no-op hooks show through again."""
-        self._target = target
-        for name in self._HOOKS:
-            if target is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, getattr(target, name))
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass  # off (while on, the target's hook shadows this one)
-
-    def _on_ending(self, span: Any) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        target = self._target
-        self.target = None
-        if target is not None:
-            target.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        target = self.target
-        return target.force_flush(timeout_millis) if target is not None else True
-
-
-class _Slot:
-    __slots__ = ("value", "users", "switch")
-
-    def __init__(self, value: Any, switch: Optional[_Switch] = None) -> None:
-        self.value = value
-        self.switch = switch
-        self.users = 1
-
-
-_registry_lock = threading.RLock()
-_processors: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
-_meters: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
-_idle_switches: "weakref.WeakKeyDictionary[Any, _Switch]" = weakref.WeakKeyDictionary()
-
-
-def acquire_processor(provider: TracerProvider, sampler: Optional[Sampler] = None) -> CarbonSpanProcessor:
-    """The :class:`CarbonSpanProcessor` on ``provider``, added now if it has none of ours."""
-    with _registry_lock:
-        slot = _processors.get(provider)
-        if slot is not None:
-            slot.users += 1
-            return slot.value  # type: ignore[no-any-return]
-        processor = CarbonSpanProcessor(sampler=sampler)
-        switch = _idle_switches.pop(provider, None)
-        if switch is not None:  # ours was turned off earlier: turn the same one back on
-            switch.target = processor
-        else:
-            switch = _Switch(processor)
-            provider.add_span_processor(switch)
-        _processors[provider] = _Slot(processor, switch)
-        return processor
-
-
-def release_processor(provider: TracerProvider) -> bool:
-    """Drop one use; the last one turns our processor on ``provider`` off. True if it did."""
-    with _registry_lock:
-        slot = _processors.get(provider)
-        if slot is None:
-            return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _processors[provider]
-        assert slot.switch is not None
-        slot.switch.shutdown()
-        _idle_switches[provider] = slot.switch
-        return True
-
-
-def metrics_class() -> Any:
-    """``otel_carbon.metrics.CarbonMetrics``, or None (logged once) when it cannot load."""
-    try:
-        from otel_carbon.metrics import CarbonMetrics
-    except ImportError as exc:
-        warn_once(_logger, "metrics-import", "otel_carbon: meter instruments unavailable (%r); spans only", exc)
-        return None
-    return CarbonMetrics
-
-
-def acquire_metrics(
-    meter_provider: Any,
-    processor: Optional[CarbonSpanProcessor],
-    sampler: Optional[Sampler] = None,
-    span_attribute_allowlist: Sequence[str] = (),
-) -> Any:
-    """The ``CarbonMetrics`` on ``meter_provider``, made now if it has none (None if the
-    metrics module is unavailable)."""
-    with _registry_lock:
-        slot = _meters.get(meter_provider)
-        if slot is not None:
-            slot.users += 1
-            if processor is not None:
-                slot.value.attach(processor)  # idempotent
-            return slot.value
-        cls = metrics_class()
-        if cls is None:
-            return None
-        instruments = cls(meter_provider, sampler=sampler, span_attribute_allowlist=tuple(span_attribute_allowlist))
-        if processor is not None:
-            instruments.attach(processor)
-        _meters[meter_provider] = _Slot(instruments)
-        return instruments
-
-
-def check_allowlist(span_attribute_allowlist: Any) -> None:
-    """ValueError (naming the argument) unless it is a list of attribute names the meter
-    accepts: checked before anything is set up."""
-    if isinstance(span_attribute_allowlist, (str, bytes)) or not all(
-        isinstance(x, str) for x in _as_list(span_attribute_allowlist, "span_attribute_allowlist")
-    ):
-        raise ValueError(f"span_attribute_allowlist must be a list of attribute names, got {span_attribute_allowlist!r}")
-    try:
-        from otel_carbon.metrics._spans import build_allowlist
-    except ImportError:
-        return
-    build_allowlist(span_attribute_allowlist, ())  # raises ValueError for URL / id attributes
-
-
-def release_metrics(meter_provider: Any) -> bool:
-    with _registry_lock:
-        slot = _meters.get(meter_provider)
-        if slot is None:
-            return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _meters[meter_provider]
-    slot.value.shutdown()
-    return True
-
-
-# -- exporters from names ---------------------------------------------------------------
-
-
-def _entry_points(group: str) -> Dict[str, Any]:
-    found = importlib.metadata.entry_points()
-    items = found.select(group=group) if hasattr(found, "select") else found.get(group, [])  # type: ignore[attr-defined]
-    return {ep.name: ep for ep in items}
-
-
-def _otlp_entry_point(signal: str) -> str:
-    name = _SIGNAL_PROTOCOL_ENV[signal]
-    raw = os.environ.get(name, "").strip() or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL, "").strip()
-    if not raw:
-        return _OTLP_BY_PROTOCOL["grpc"]
-    protocol = raw.lower()
-    if protocol not in _OTLP_BY_PROTOCOL:
-        warn_once(_logger, f"protocol:{raw}", "otel_carbon: OTLP protocol %r (from %s or OTEL_EXPORTER_OTLP_PROTOCOL) "
-                  "is not supported: expected grpc or http/protobuf; using grpc", raw, name)
-        return _OTLP_BY_PROTOCOL["grpc"]
-    return _OTLP_BY_PROTOCOL[protocol]
-
-
-def _split(names: str) -> List[str]:
-    return [n.strip().lower() for n in names.split(",") if n.strip()]
-
-
-def _from_names(names: List[str], signal: str, source: str, strict: bool) -> List[Any]:
-    """Load and instantiate the named exporters. ``strict`` (a code argument) raises
-    ValueError; otherwise (the environment) a bad name is logged once and skipped."""
-    if "none" in names:
-        if len(names) > 1:
-            warn_once(_logger, f"none:{source}", "otel_carbon: %s lists 'none' with other exporters; using none", source)
-        return []
-    group = TRACES_GROUP if signal == "traces" else METRICS_GROUP
-    available = _entry_points(group)
-    out = []
-    for name in names:
-        ep_name = _otlp_entry_point(signal) if name == "otlp" else name
-        try:
-            ep = available.get(ep_name)
-            if ep is None:
-                known = ", ".join(sorted({"otlp", "none", *available}))
-                raise LookupError(f"no {group} entry point named {ep_name!r} (installed: {known})")
-            out.append(ep.load()())  # exporters read their own OTEL_EXPORTER_* variables
-        except Exception as exc:  # noqa: BLE001 - a broken exporter package must not break the app
-            message = f"{source}: exporter {name!r} unavailable: {exc}"
-            if strict:
-                raise ValueError(message) from exc
-            warn_once(_logger, f"exporter:{source}:{name}", "otel_carbon: %s; skipped", message)
-    return out
-
-
-def span_exporters(traces_exporter: TracesArg) -> List[SpanExporter]:
-    """Exporters from the argument, else ``OTEL_TRACES_EXPORTER`` (default ``otlp``)."""
-    if traces_exporter is None:
-        names = _split(os.environ.get(OTEL_TRACES_EXPORTER, "")) or [_DEFAULT_EXPORTER]
-        return _from_names(names, "traces", OTEL_TRACES_EXPORTER, False)
-    items = [traces_exporter] if isinstance(traces_exporter, (str, SpanExporter)) else traces_exporter
-    out: List[SpanExporter] = []
-    for item in _as_list(items, "traces_exporter"):
-        if isinstance(item, SpanExporter):
-            out.append(item)
-        elif isinstance(item, str):
-            out.extend(_from_names(_split(item) or ["none"], "traces", "traces_exporter", True))
-        else:
-            raise ValueError(f"traces_exporter must be a name, a SpanExporter or a list of them, got {type(item).__name__}")
-    return out
-
-
-def metric_readers(metrics_exporter: MetricsArg) -> List[MetricReader]:
-    """Readers from the argument, else ``OTEL_METRICS_EXPORTER`` (default ``otlp``)."""
-    if metrics_exporter is None:
-        names = _split(os.environ.get(OTEL_METRICS_EXPORTER, "")) or [_DEFAULT_EXPORTER]
-        found = _from_names(names, "metrics", OTEL_METRICS_EXPORTER, False)
-    else:
-        single = isinstance(metrics_exporter, (str, MetricExporter, MetricReader))
-        found = []
-        for item in _as_list([metrics_exporter] if single else metrics_exporter, "metrics_exporter"):
-            if isinstance(item, (MetricExporter, MetricReader)):
-                found.append(item)
-            elif isinstance(item, str):
-                found.extend(_from_names(_split(item) or ["none"], "metrics", "metrics_exporter", True))
-            else:
-                raise ValueError(
-                    f"metrics_exporter must be a name, a MetricExporter, a MetricReader or a list of them, got {type(item).__name__}"
-                )
-    return [x if isinstance(x, MetricReader) else PeriodicExportingMetricReader(x) for x in found]
-
-
-def _as_list(items: Any, arg: str) -> List[Any]:
-    try:
-        return list(items)
-    except TypeError:
-        raise ValueError(f"{arg} must be a name, an exporter or a list of them, got {type(items).__name__}") from None
-
-
-# -- configure() ------------------------------------------------------------------------
 
 
 class CarbonSetup:
@@ -520,7 +251,7 @@ def _check_arguments(
         ("metrics_exporter", metrics_exporter, (str, MetricExporter, MetricReader)),
     ):
         if value is not None and not isinstance(value, kinds):
-            items = _as_list(value, arg)
+            items = as_list(value, arg)
             if not all(isinstance(x, kinds) for x in items):
                 names = " or ".join(k.__name__ for k in kinds)
                 raise ValueError(f"{arg} must be a {names} or a list of them, got {value!r}")
@@ -640,27 +371,24 @@ def _process_sampler(resource: Optional[Resource]) -> Sampler:
     """The process-wide sampler. When configure() built the Resource and no sampler runs
     yet, the sampler's intensity is resolved from that Resource at once (``cloud.provider``
     + ``cloud.region``), so even the first spans carry the right zone."""
-    from otel_carbon import sampler as sampler_module
-
     if resource is None:
         return get_sampler()
     attributes = dict(resource.attributes)
-    if sampler_module._sampler is None:  # noqa: SLF001
-        try:
-            from otel_carbon.intensity import intensity_source
-            from otel_carbon.sensors.probe import get_probe
 
-            made = Sampler(get_probe(), intensity=intensity_source(attributes))
-        except Exception as exc:  # noqa: BLE001 - fall back to the default sampler
-            warn_once(_logger, "setup-sampler", "otel_carbon: sampler from the Resource failed: %r", exc)
-            return get_sampler()
-        if sampler_module._sampler is None:  # noqa: SLF001 - still nobody else's
-            set_sampler(made.start())
-            return made
-        made.shutdown()
-    found = get_sampler()
-    found.use_resource(attributes)
-    return found
+    def make() -> Sampler:
+        from otel_carbon.intensity import intensity_source
+        from otel_carbon.sensors.probe import get_probe
+
+        return Sampler(get_probe(), intensity=intensity_source(attributes))
+
+    try:
+        sampler, created = get_or_create_sampler(make)
+    except Exception as exc:  # noqa: BLE001 - fall back to the default sampler
+        warn_once(_logger, "setup-sampler", "otel_carbon: sampler from the Resource failed: %r", exc)
+        return get_sampler()
+    if not created:
+        sampler.use_resource(attributes)
+    return sampler
 
 
 def _reset_for_tests() -> None:
