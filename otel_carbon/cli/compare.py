@@ -32,7 +32,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon.cli._common import HelpFormatter, epilog, error
-from otel_carbon.report_data import (
+from otel_carbon.cli.report_data import (
     Group,
     ReadStats,
     dumps,

@@ -17,7 +17,7 @@ import sys
 from typing import Any, Dict, List
 
 from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
-from otel_carbon.report_data import (
+from otel_carbon.cli.report_data import (
     ReadStats,
     SpanRecord,
     counted_once,
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if any(r["method"] != "measured" for r in rows):
             print("Figures marked estimated come from power models, not hardware counters (ESTIMATED).")
     if args.html:
-        from otel_carbon.report_html import write_html
+        from otel_carbon.cli.report_html import write_html
 
         try:
             write_html(args.html, spans, rows, source=args.file)

@@ -13,7 +13,7 @@ import datetime
 import html
 from typing import Any, Dict, List, Sequence, Tuple
 
-from otel_carbon.report_data import SpanRecord, counted_once, time_series
+from otel_carbon.cli.report_data import SpanRecord, counted_once, time_series
 from otel_carbon.units_text import format_energy, format_grams, format_seconds, format_si
 
 _STYLE = """

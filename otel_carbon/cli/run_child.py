@@ -77,7 +77,7 @@ def _otel_carbon_run_boot():
         if ours is not None:
             sys.modules["sitecustomize"] = ours
     try:
-        from otel_carbon.run_child import boot
+        from otel_carbon.cli.run_child import boot
     except Exception as exc:
         sys.stderr.write("otel-carbon run: this Python cannot import otel_carbon (%r); "
                          "measuring the program as a process only\\n" % (exc,))
