@@ -13,7 +13,7 @@ import time
 import pytest
 
 from otel_carbon import attributes as R
-from otel_carbon.cli.report_data import read_spans
+from otel_carbon.cli.span_lines import read_spans
 from otel_carbon.data import load_table
 from otel_carbon.intensity import resolve_intensity
 from otel_carbon.sensors.cpu_model import ccf_params

@@ -41,7 +41,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon import attributes as A
 from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
-from otel_carbon.cli.report_data import ReadStats, SpanRecord, bounded_lines, dumps, group_spans, iter_spans, ranked
+from otel_carbon.cli.report_data import dumps, group_spans, ranked
+from otel_carbon.cli.span_lines import ReadStats, SpanRecord, bounded_lines, iter_spans
 from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds, format_si
 
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?[a-z]?$")
