@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
-from otel_carbon.intensity import Intensity
+from otel_carbon.intensity.model import Intensity
 
 PRICE_WINDOW_NS = 1_000_000_000
 MAX_PRICE_WINDOW_NS = 10 * PRICE_WINDOW_NS  # an idle host looks back at most this far
