@@ -1,6 +1,11 @@
 """Per-span cost with and without CarbonSpanProcessor, side by side in one run.
 
-    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor]
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--no-rapl]
+
+Two host layouts: this machine's sensors (on a VM, one modelled CPU component), and a
+RAPL-shaped host with package and DRAM counters (a fake powercap tree under a temporary
+directory, its counters advanced by a helper process at 30 W and 6 W: two measured
+components, what most bare-metal servers have).
 
 Each variant is a TracerProvider with a BatchSpanProcessor over a no-op exporter; the
 "carbon" variants add CarbonSpanProcessor (drop-in), and "+metrics" also attaches the meter
@@ -15,7 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+import tempfile
+from typing import Callable, Dict, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -31,7 +37,7 @@ class NoopExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
+def provider(carbon: bool, metrics: bool = False, sampler: object = None) -> TracerProvider:
     tp = TracerProvider()
     # The batch processor with its defaults, as services run it (it keeps up here: no span
     # is dropped). A bigger queue keeps more spans alive and makes every span slower through
@@ -39,8 +45,9 @@ def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
     tp.add_span_processor(BatchSpanProcessor(NoopExporter()))
     tp.drain = lambda: None  # type: ignore[attr-defined]
     if carbon:
-        processor = CarbonSpanProcessor()
+        processor = CarbonSpanProcessor(sampler=sampler)
         tp.add_span_processor(processor)
+        tp.carbon = processor  # type: ignore[attr-defined]
         if metrics:
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -52,6 +59,24 @@ def provider(carbon: bool, metrics: bool = False) -> TracerProvider:
             # timing: the meter's whole cost counts
             tp.drain = meter.drain  # type: ignore[attr-defined]
     return tp
+
+
+def rapl_sampler(root: Path) -> Tuple[object, object]:
+    """A sampler over a fake RAPL tree with package and DRAM counters, and the helper
+    process that advances them (stop it after)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from powercap_tree import CounterDriver, build_intel_tree
+
+    from otel_carbon.intensity import Intensity, StaticIntensitySource
+    from otel_carbon.sampler import Sampler
+    from otel_carbon.sensors.probe import Probe
+    from otel_carbon.sensors.rapl import probe_rapl
+
+    zones = build_intel_tree(root, sockets=1, dram=True)
+    driver = CounterDriver({zones["package-0"]: 30.0, zones["package-0/dram"]: 6.0}, period_s=0.05).start()
+    sensors, _ = probe_rapl(str(root))
+    intensity = StaticIntensitySource(Intensity(g_per_kwh=100.0, zone="BENCH", pue=1.0, source="benchmark"))
+    return Sampler(Probe(sensors=sensors), intensity=intensity).start(), driver
 
 
 def floor_provider(clock_read: bool) -> TracerProvider:
@@ -100,6 +125,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--floor", action="store_true", help="add the no-op and clock-read reference variants")
+    parser.add_argument("--no-rapl", action="store_true", help="leave out the RAPL-shaped (CPU + DRAM) host")
     args = parser.parse_args()
     try:
         import otel_carbon.metrics  # noqa: F401
@@ -114,6 +140,12 @@ def main() -> None:
         "start_as_current_span: bare": current(bare),
         "start_as_current_span: + carbon": current(carbon),
     }
+    driver = None
+    if not args.no_rapl:
+        sampler, driver = rapl_sampler(Path(tempfile.mkdtemp(prefix="bench-powercap-")))
+        rapl = provider(True, sampler=sampler)
+        variants["start_span/end: + carbon, RAPL cpu+dram"] = plain(rapl)
+        variants["start_as_current_span: + carbon, RAPL cpu+dram"] = current(rapl)
     if args.floor:
         variants["start_span/end: floor, no-op C hooks"] = plain(floor_provider(False))
         variants["start_span/end: floor, no-op + 1 clock read"] = plain(floor_provider(True))
@@ -123,8 +155,16 @@ def main() -> None:
         variants["start_as_current_span: + carbon + metrics"] = current(with_metrics)
     for v in variants.values():  # warm up
         v(2000)
-    results = interleaved(variants, args.spans, args.rounds)
+    try:
+        results = interleaved(variants, args.spans, args.rounds)
+    finally:
+        if driver is not None:
+            driver.stop()
     print(f"machine: {machine()}")
+    for name, tp in (("this host", carbon), *((("RAPL cpu+dram", rapl),) if driver is not None else ())):
+        p = tp.carbon  # type: ignore[attr-defined]
+        compiled = p._hooks is not None and p._layout.compiled
+        print(f"{name}: {[n for n, _ in p._layout.components]}, span path {'compiled' if compiled else 'Python'}")
     print(f"{args.spans} spans x {args.rounds} rounds, medians")
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))

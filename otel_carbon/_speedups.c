@@ -11,7 +11,10 @@
  *     (cpu_clock.TaskMeter, meter_for_span, _begin, _finish), with the same rules;
  *   - Hooks: on_start / _on_ending / on_end for a drop-in CarbonSpanProcessor, doing the
  *     common case only (a span on the thread clock, started and ended on one thread, or on
- *     its task's meter; priced by the tick current at its start; one component). Anything else -- and
+ *     its task's meter; priced by the tick current at its start; no work handed to other
+ *     threads; room for its attributes within the span's limits; any number of components,
+ *     no GPU, idle or embodied figures). Its arithmetic is attribute_c, the mirror of
+ *     otel_carbon.attribution.attribute and nothing else. Anything else -- and
  *     any error -- is handed to the processor's Python methods, which do the same work in
  *     full and catch everything. The Python processor tells the hooks what they mirror
  *     (layout, listeners, whether the resource was seen) through Hooks.sync();
@@ -39,9 +42,10 @@ typedef struct {
     long long wall_ns; /* CLOCK_MONOTONIC ns taken just before it */
     int clock_state;   /* 0: not asked yet, 1: clock_id valid, -1: the OS has none */
     clockid_t clock_id;
+    long long offloaded_ns; /* cpu_clock.offloaded_ns: CPU ns spans ended here handed to other threads */
 } thread_clock;
 
-static _Thread_local thread_clock tc = {0, -CLOCK_REUSE_NS, 0, 0};
+static _Thread_local thread_clock tc = {0, -CLOCK_REUSE_NS, 0, 0, 0};
 
 /* The asyncio task step running on this thread (cpu_clock.current_owner), or NULL for None.
  * A strong reference; every swap_owner is undone in a finally, so a thread ends with NULL. */
@@ -169,6 +173,23 @@ forget_thread_clock(PyObject *module, PyObject *unused)
     tc.cpu_ns = 0;
     tc.wall_ns = -CLOCK_REUSE_NS;
     tc.clock_state = 0;
+    tc.offloaded_ns = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+offloaded_ns(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(tc.offloaded_ns);
+}
+
+static PyObject *
+add_offloaded_ns(PyObject *module, PyObject *arg)
+{
+    long long ns = PyLong_AsLongLong(arg);
+    if (ns == -1 && PyErr_Occurred())
+        return NULL;
+    tc.offloaded_ns += ns;
     Py_RETURN_NONE;
 }
 
@@ -196,6 +217,7 @@ typedef struct {
     long long step_t0_ns;
     char in_step;
     int open_spans;
+    long long offloaded_ns; /* CPU ns this task's spans handed to other threads */
 } TaskMeter;
 
 static PyTypeObject TaskMeterType;
@@ -233,6 +255,7 @@ meter_reset(TaskMeter *m, PyObject *owner)
     m->step_t0_ns = 0;
     m->in_step = 0;
     m->open_spans = 0;
+    m->offloaded_ns = 0;
 }
 
 static int
@@ -281,6 +304,7 @@ static PyMemberDef TaskMeter_members[] = {
     {"step_t0_ns", T_LONGLONG, offsetof(TaskMeter, step_t0_ns), 0, NULL},
     {"in_step", T_BOOL, offsetof(TaskMeter, in_step), 0, NULL},
     {"open_spans", T_INT, offsetof(TaskMeter, open_spans), 0, NULL},
+    {"offloaded_ns", T_LONGLONG, offsetof(TaskMeter, offloaded_ns), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -401,7 +425,8 @@ step_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     PyObject_HEAD
-    PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, None, clock_id, tick) */
+    PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, meter, clock_id, tick, offloaded0_ns) */
+    PyObject *boxes;          /* the processor's dict: id(span) -> offload.Box, for spans that handed work off */
     PyObject *running_loop;   /* asyncio.events._get_running_loop */
     PyObject *slow_on_start;  /* the processor's Python methods */
     PyObject *slow_on_ending;
@@ -415,12 +440,13 @@ typedef struct {
     /* pushed by the processor when it decides them (sync) */
     int ready;                /* the first span's resource was seen */
     int listeners;            /* span listeners (metrics) are attached */
-    PyObject *simple_name;    /* the one component's attribute name, or NULL: not simple */
-    Py_ssize_t simple_index;
+    PyObject *components;     /* the layout's attribute names (a tuple), or NULL: not compiled */
+    Py_ssize_t n_components;
+    Py_ssize_t *component_index; /* each one's index in the tick's prices */
     Py_ssize_t max_open;
     /* the figures of `tick`, loaded on first use */
     PyObject *tick;
-    double price;
+    double *prices;           /* per component, layout order (and n_components doubles of scratch) */
     double g_per_j;
     long long tick_t_ns;
     PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
@@ -430,7 +456,7 @@ typedef struct {
 enum {
     N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
-    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_COUNT
+    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_COUNT
 };
 
 #define NAME(i) PyTuple_GET_ITEM(self->names, (i))
@@ -439,6 +465,7 @@ static int
 Hooks_traverse(Hooks *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->open);
+    Py_VISIT(self->boxes);
     Py_VISIT(self->running_loop);
     Py_VISIT(self->slow_on_start);
     Py_VISIT(self->slow_on_ending);
@@ -446,7 +473,7 @@ Hooks_traverse(Hooks *self, visitproc visit, void *arg)
     Py_VISIT(self->notify);
     Py_VISIT(self->names);
     Py_VISIT(self->latest);
-    Py_VISIT(self->simple_name);
+    Py_VISIT(self->components);
     Py_VISIT(self->tick);
     Py_VISIT(self->figures);
     return 0;
@@ -456,6 +483,7 @@ static int
 Hooks_clear(Hooks *self)
 {
     Py_CLEAR(self->open);
+    Py_CLEAR(self->boxes);
     Py_CLEAR(self->running_loop);
     Py_CLEAR(self->slow_on_start);
     Py_CLEAR(self->slow_on_ending);
@@ -463,7 +491,7 @@ Hooks_clear(Hooks *self)
     Py_CLEAR(self->notify);
     Py_CLEAR(self->names);
     Py_CLEAR(self->latest);
-    Py_CLEAR(self->simple_name);
+    Py_CLEAR(self->components);
     Py_CLEAR(self->tick);
     Py_CLEAR(self->figures);
     return 0;
@@ -474,6 +502,8 @@ Hooks_dealloc(Hooks *self)
 {
     PyObject_GC_UnTrack(self);
     Hooks_clear(self);
+    PyMem_Free(self->component_index);
+    PyMem_Free(self->prices);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -484,20 +514,21 @@ set_ref(PyObject **slot, PyObject *value)
     Py_XSETREF(*slot, value);
 }
 
-/* Hooks(open, running_loop, slow_on_start, slow_on_ending, drop_oldest, notify, names, max_open) */
+/* Hooks(open, boxes, running_loop, slow_on_start, slow_on_ending, drop_oldest, notify, names, max_open) */
 static int
 Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *open, *running_loop, *son, *soe, *drop, *notify, *names;
+    PyObject *open, *boxes, *running_loop, *son, *soe, *drop, *notify, *names;
     Py_ssize_t max_open;
-    if (!PyArg_ParseTuple(args, "O!OOOOOO!n:Hooks", &PyDict_Type, &open, &running_loop, &son, &soe, &drop,
-                          &notify, &PyTuple_Type, &names, &max_open))
+    if (!PyArg_ParseTuple(args, "O!O!OOOOOO!n:Hooks", &PyDict_Type, &open, &PyDict_Type, &boxes, &running_loop, &son,
+                          &soe, &drop, &notify, &PyTuple_Type, &names, &max_open))
         return -1;
     if (PyTuple_GET_SIZE(names) != N_COUNT) {
         PyErr_Format(PyExc_ValueError, "names must hold %d strings", (int)N_COUNT);
         return -1;
     }
     set_ref(&self->open, open);
+    set_ref(&self->boxes, boxes);
     set_ref(&self->running_loop, running_loop);
     set_ref(&self->slow_on_start, son);
     set_ref(&self->slow_on_ending, soe);
@@ -509,20 +540,49 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* sync(ready, simple_name or None, simple_index, listeners) */
+/* sync(ready, components: ((name, index), ...) or None, listeners) */
 static PyObject *
 Hooks_sync(Hooks *self, PyObject *args)
 {
     int ready, listeners;
-    PyObject *simple_name;
-    Py_ssize_t simple_index;
-    if (!PyArg_ParseTuple(args, "pOnp:sync", &ready, &simple_name, &simple_index, &listeners))
+    PyObject *layout;
+    if (!PyArg_ParseTuple(args, "pOp:sync", &ready, &layout, &listeners))
         return NULL;
+    Py_CLEAR(self->tick); /* load the tick's figures again */
+    Py_CLEAR(self->components);
+    self->n_components = 0;
+    if (layout != Py_None) {
+        Py_ssize_t n = PyTuple_Check(layout) ? PyTuple_GET_SIZE(layout) : -1;
+        if (n < 1) {
+            PyErr_SetString(PyExc_ValueError, "components must be a non-empty tuple of (name, index)");
+            return NULL;
+        }
+        PyObject *names = PyTuple_New(n);
+        Py_ssize_t *index = PyMem_Realloc(self->component_index, n * sizeof(Py_ssize_t));
+        /* the prices, then as many doubles of scratch for a span's energies */
+        double *prices = index ? PyMem_Realloc(self->prices, 2 * n * sizeof(double)) : NULL;
+        if (index)
+            self->component_index = index;
+        if (prices)
+            self->prices = prices;
+        if (names == NULL || index == NULL || prices == NULL) {
+            Py_XDECREF(names);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *name, *item = PyTuple_GET_ITEM(layout, i);
+            if (!PyArg_ParseTuple(item, "Un:sync", &name, &index[i])) {
+                Py_DECREF(names);
+                return NULL;
+            }
+            Py_INCREF(name);
+            PyTuple_SET_ITEM(names, i, name);
+        }
+        self->components = names;
+        self->n_components = n;
+    }
     self->ready = ready;
     self->listeners = listeners;
-    set_ref(&self->simple_name, simple_name == Py_None ? NULL : simple_name);
-    self->simple_index = simple_index;
-    Py_CLEAR(self->tick); /* load the tick's figures again */
     Py_RETURN_NONE;
 }
 
@@ -554,9 +614,11 @@ fast_on_start(Hooks *self, PyObject *span)
         if (m == NULL)
             return -1;
         cpu = PyLong_FromLongLong(reading);
-        if (cpu != NULL)
-            state = PyTuple_Pack(4, cpu, (PyObject *)m, Py_None, self->latest);
+        PyObject *offl = PyLong_FromLongLong(m->offloaded_ns);
+        if (cpu != NULL && offl != NULL)
+            state = PyTuple_Pack(5, cpu, (PyObject *)m, Py_None, self->latest, offl);
         Py_XDECREF(cpu);
+        Py_XDECREF(offl);
         Py_DECREF(m);
         if (state == NULL)
             return -1;
@@ -573,10 +635,12 @@ fast_on_start(Hooks *self, PyObject *span)
             return -1;
         cpu = PyLong_FromLongLong(cpu_ns);
         PyObject *clock = clock_id_object();
-        if (cpu != NULL && clock != NULL)
-            state = PyTuple_Pack(4, cpu, Py_None, clock, self->latest);
+        PyObject *offl = PyLong_FromLongLong(tc.offloaded_ns);
+        if (cpu != NULL && clock != NULL && offl != NULL)
+            state = PyTuple_Pack(5, cpu, Py_None, clock, self->latest, offl);
         Py_XDECREF(cpu);
         Py_XDECREF(clock);
+        Py_XDECREF(offl);
         if (state == NULL)
             return -1;
     }
@@ -630,22 +694,56 @@ get_float_attr(PyObject *obj, PyObject *name, double *out)
     return v;
 }
 
-/* Load the figures of the latest tick: its price for the one component, g CO2e per J,
- * time, and the constant attributes in `figures`. */
+/* A tick's prices of the layout's components, in layout order, into `out`. */
+static int
+tick_prices(PyObject *tick, PyObject *price_name, const Py_ssize_t *index, Py_ssize_t n, double *out)
+{
+    PyObject *prices = PyObject_GetAttr(tick, price_name);
+    if (prices == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *price = PySequence_GetItem(prices, index[i]);
+        out[i] = price ? PyFloat_AsDouble(price) : -1.0;
+        Py_XDECREF(price);
+        if (price == NULL || (out[i] == -1.0 && PyErr_Occurred())) {
+            Py_DECREF(prices);
+            return -1;
+        }
+    }
+    Py_DECREF(prices);
+    return 0;
+}
+
+/* attribution.attribute() for work priced by the tick it started in, with a compiled layout
+ * (components only): joules per component, their total added left to right, g CO2e.
+ * Returns whether the figure is unavailable: a stale tick, or CPU time with no price. */
+static int
+attribute_c(double cpu_s, const double *prices, Py_ssize_t n, double g_per_j, int stale, double *energy_j,
+            double *total_j, double *emissions_g)
+{
+    double total = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        energy_j[i] = cpu_s * prices[i];
+        total += energy_j[i];
+    }
+    *total_j = total;
+    *emissions_g = total * g_per_j;
+    return stale || (cpu_s > 0 && !(total > 0));
+}
+
+/* Load the figures of the latest tick: its prices for the layout's components, g CO2e per
+ * J, time, and the constant attributes in `figures`. */
 static int
 load_tick(Hooks *self, PyObject *tick)
 {
-    PyObject *prices = NULL, *price = NULL, *g = NULL, *t = NULL, *intensity = NULL;
+    PyObject *g = NULL, *t = NULL, *intensity = NULL;
     PyObject *g_per_kwh = NULL, *zone = NULL, *method = NULL, *figures = NULL;
-    double price_d, g_d;
+    double g_d;
     long long t_ns;
     int ok = -1;
 
-    prices = PyObject_GetAttr(tick, NAME(N_PRICE));
-    if (prices == NULL || (price = PySequence_GetItem(prices, self->simple_index)) == NULL)
-        goto done;
-    price_d = PyFloat_AsDouble(price);
-    if ((price_d == -1.0 && PyErr_Occurred()) || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
+    if (tick_prices(tick, NAME(N_PRICE), self->component_index, self->n_components, self->prices) < 0
+        || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
         goto done;
     if ((t = PyObject_GetAttr(tick, NAME(N_T_NS))) == NULL)
         goto done;
@@ -657,14 +755,17 @@ load_tick(Hooks *self, PyObject *tick)
         goto done;
     /* One insertion order for every span: the order of the Python path's dict literal. */
     if ((figures = PyDict_New()) == NULL || PyDict_SetItem(figures, NAME(N_CPU_TIME), Py_None) < 0
-        || PyDict_SetItem(figures, NAME(N_CPU_CLOCK), NAME(N_CLOCK_THREAD)) < 0
-        || PyDict_SetItem(figures, self->simple_name, Py_None) < 0
-        || PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
+        || PyDict_SetItem(figures, NAME(N_CPU_CLOCK), NAME(N_CLOCK_THREAD)) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < self->n_components; i++) {
+        if (PyDict_SetItem(figures, PyTuple_GET_ITEM(self->components, i), Py_None) < 0)
+            goto done;
+    }
+    if (PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_EMISSIONS), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_INTENSITY), g_per_kwh) < 0
         || PyDict_SetItem(figures, NAME(N_ZONE), zone) < 0 || PyDict_SetItem(figures, NAME(N_METHOD), method) < 0)
         goto done;
-    self->price = price_d;
     self->g_per_j = g_d;
     self->tick_t_ns = t_ns;
     Py_XSETREF(self->figures, figures);
@@ -673,8 +774,6 @@ load_tick(Hooks *self, PyObject *tick)
     set_ref(&self->tick, tick);
     ok = 0;
 done:
-    Py_XDECREF(prices);
-    Py_XDECREF(price);
     Py_XDECREF(g);
     Py_XDECREF(t);
     Py_XDECREF(intensity);
@@ -712,12 +811,38 @@ merge_into(PyObject *target, PyObject *figures)
     return 0;
 }
 
+/* The mapping behind the span's attributes when our figures fit in it whole: no count limit
+ * or room for all of them, and no value-length limit. NULL without an error: limits to
+ * apply (the Python path drops what does not fit and counts it); NULL with one: error. */
+static PyObject *
+span_attributes_with_room(Hooks *self, PyObject *span)
+{
+    PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
+    if (attributes == NULL)
+        return NULL;
+    PyObject *target = NULL, *maxlen = PyObject_GetAttr(attributes, NAME(N_MAXLEN));
+    PyObject *max_value_len = maxlen ? PyObject_GetAttr(attributes, NAME(N_MAX_VALUE_LEN)) : NULL;
+    if (max_value_len == Py_None && (target = PyObject_GetAttr(attributes, NAME(N_DICT))) != NULL
+        && maxlen != Py_None) {
+        Py_ssize_t limit = PyLong_AsSsize_t(maxlen);
+        Py_ssize_t needed = PyObject_Length(target);
+        if ((limit == -1 || needed == -1) && PyErr_Occurred())
+            Py_CLEAR(target);
+        else if (needed + PyDict_GET_SIZE(self->figures) > limit)
+            Py_CLEAR(target);
+    }
+    Py_DECREF(attributes);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    return target;
+}
+
 /* 1: done; 0: not the common case (the span's state untouched); -1: error */
 static int
 fast_on_ending(Hooks *self, PyObject *span)
 {
     PyObject *tick = self->latest;
-    if (self->simple_name == NULL || tick == Py_None)
+    if (self->components == NULL || tick == Py_None)
         return 0;
     PyObject *key = PyLong_FromVoidPtr(span);
     if (key == NULL)
@@ -729,9 +854,16 @@ fast_on_ending(Hooks *self, PyObject *span)
     }
     ensure_clock_id();
     TaskMeter *meter = NULL;
-    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4 || PyTuple_GET_ITEM(state, 3) != tick) {
+    if (!PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 5 || PyTuple_GET_ITEM(state, 3) != tick) {
         Py_DECREF(key);
         return 0; /* a tick since the span started: priced over its window by the Python path */
+    }
+    if (PyDict_GET_SIZE(self->boxes) > 0) {
+        int handed_off = PyDict_Contains(self->boxes, key);
+        if (handed_off != 0) {
+            Py_DECREF(key);
+            return handed_off > 0 ? 0 : -1; /* work handed to other threads: the Python path adds it */
+        }
     }
     if (Py_TYPE(PyTuple_GET_ITEM(state, 1)) == &TaskMeterType) {
         meter = (TaskMeter *)PyTuple_GET_ITEM(state, 1);
@@ -743,9 +875,20 @@ fast_on_ending(Hooks *self, PyObject *span)
         return PyErr_Occurred() ? -1 : 0; /* started on another thread: the Python path */
     }
     long long cpu0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 0));
-    if ((cpu0_ns == -1 && PyErr_Occurred()) || (tick != self->tick && load_tick(self, tick) < 0)) {
+    long long offl0_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(state, 4));
+    if ((cpu0_ns == -1 && PyErr_Occurred()) || (offl0_ns == -1 && PyErr_Occurred())
+        || (tick != self->tick && load_tick(self, tick) < 0)) {
         Py_DECREF(key);
         return -1;
+    }
+    if ((meter != NULL ? meter->offloaded_ns : tc.offloaded_ns) != offl0_ns) {
+        Py_DECREF(key);
+        return 0; /* a child span handed work to other threads: the Python path adds it */
+    }
+    PyObject *target = span_attributes_with_room(self, span);
+    if (target == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0; /* span limits to apply: the Python path */
     }
     /* From here on the span is ours: its state goes, whatever happens next. */
     Py_XINCREF(meter); /* the state tuple may go with the dict entry */
@@ -762,17 +905,16 @@ fast_on_ending(Hooks *self, PyObject *span)
     else if (rc == 0) {
         rc = real_read(wall_ns, &cpu_ns);
     }
-    if (rc < 0)
+    if (rc < 0) {
+        Py_DECREF(target);
         return -1;
+    }
     cpu_ns -= cpu0_ns;
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
-    double energy_j = cpu_s * self->price;
-    int stale = (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns;
-    PyObject *attributes = PyObject_GetAttr(span, NAME(N_ATTRIBUTES));
-    PyObject *target = attributes ? PyObject_GetAttr(attributes, NAME(N_DICT)) : NULL;
-    Py_XDECREF(attributes);
-    if (target == NULL)
-        return -1;
+    Py_ssize_t n = self->n_components;
+    double *energy_j = self->prices + n, total_j, emissions_g;
+    int stale = attribute_c(cpu_s, self->prices, n, self->g_per_j,
+                            (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns, energy_j, &total_j, &emissions_g);
     /* The numbers go into the shared template only when it is merged at once into a plain
      * dict: no Python code runs in between, so no other thread can touch the template.
      * Otherwise (a stale tick, listeners that keep the figures, another mapping type)
@@ -787,9 +929,13 @@ fast_on_ending(Hooks *self, PyObject *span)
     if (shared)
         Py_INCREF(figures);
     rc = -1;
-    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0 || put_float(figures, self->simple_name, energy_j) < 0
-        || put_float(figures, NAME(N_ENERGY_TOTAL), energy_j) < 0
-        || put_float(figures, NAME(N_EMISSIONS), energy_j * self->g_per_j) < 0)
+    if (put_float(figures, NAME(N_CPU_TIME), cpu_s) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (put_float(figures, PyTuple_GET_ITEM(self->components, i), energy_j[i]) < 0)
+            goto done;
+    }
+    if (put_float(figures, NAME(N_ENERGY_TOTAL), total_j) < 0 || put_float(figures, NAME(N_EMISSIONS), emissions_g) < 0)
         goto done;
     if (clock != self->figures_clock) {
         if (PyDict_SetItem(figures, NAME(N_CPU_CLOCK), clock) < 0)
@@ -835,13 +981,61 @@ Hooks_on_end(Hooks *self, PyObject *span)
     Py_RETURN_NONE; /* drop-in: the figures are in the span since _on_ending */
 }
 
+/* attribute(cpu_s, tick, indices, stale) -> (energies, total_j, emissions_g, unavailable):
+ * the arithmetic of the span path's figures (attribute_c), on a tick, for the tests. */
+static PyObject *
+attribute_py(PyObject *module, PyObject *args)
+{
+    double cpu_s, g_per_j;
+    PyObject *tick, *indices, *price_name, *g_name;
+    int stale;
+    if (!PyArg_ParseTuple(args, "dOO!p:attribute", &cpu_s, &tick, &PyTuple_Type, &indices, &stale))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(indices);
+    Py_ssize_t *index = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
+    double *buf = PyMem_Malloc((n ? 2 * n : 1) * sizeof(double));
+    PyObject *result = NULL, *energies = NULL, *g = NULL;
+    price_name = PyUnicode_InternFromString("price_j_per_cpu_s");
+    g_name = PyUnicode_InternFromString("g_per_j");
+    if (index == NULL || buf == NULL || price_name == NULL || g_name == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        index[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(indices, i));
+        if (index[i] == -1 && PyErr_Occurred())
+            goto done;
+    }
+    if (tick_prices(tick, price_name, index, n, buf) < 0 || (g = get_float_attr(tick, g_name, &g_per_j)) == NULL)
+        goto done;
+    double total_j, emissions_g;
+    int unavailable = attribute_c(cpu_s, buf, n, g_per_j, stale, buf + n, &total_j, &emissions_g);
+    if ((energies = PyTuple_New(n)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyFloat_FromDouble(buf[n + i]);
+        if (v == NULL)
+            goto done;
+        PyTuple_SET_ITEM(energies, i, v);
+    }
+    result = Py_BuildValue("(Oddi)", energies, total_j, emissions_g, unavailable);
+done:
+    PyMem_Free(index);
+    PyMem_Free(buf);
+    Py_XDECREF(price_name);
+    Py_XDECREF(g_name);
+    Py_XDECREF(energies);
+    Py_XDECREF(g);
+    return result;
+}
+
 static PyMethodDef Hooks_methods[] = {
     {"on_start", (PyCFunction)(void (*)(void))Hooks_on_start, METH_FASTCALL | METH_KEYWORDS,
      "SpanProcessor.on_start (common case in C)."},
     {"on_ending", (PyCFunction)Hooks_on_ending, METH_O, "SpanProcessor._on_ending (common case in C)."},
     {"on_end", (PyCFunction)Hooks_on_end, METH_O, "SpanProcessor.on_end (nothing to do in drop-in mode)."},
     {"sync", (PyCFunction)Hooks_sync, METH_VARARGS,
-     "sync(ready, simple_name, simple_index, listeners): what the processor decided."},
+     "sync(ready, components, listeners): what the processor decided."},
     {"set_tick", (PyCFunction)Hooks_set_tick, METH_VARARGS,
      "set_tick(tick, quiet, stale_after_ns): the sampler's latest tick and state."},
     {NULL, NULL, 0, NULL},
@@ -866,12 +1060,15 @@ static PyMethodDef module_methods[] = {
     {"read_cpu_ns", read_cpu_ns, METH_O, "This thread's CPU clock (ns) now (a real read)."},
     {"thread_clock_id", thread_clock_id, METH_NOARGS, "This thread's CPU clock id, or None."},
     {"forget_thread_clock", forget_thread_clock, METH_NOARGS, "Forget this thread's clock (after fork)."},
+    {"offloaded_ns", offloaded_ns, METH_NOARGS, "CPU ns that spans ended on this thread handed to other threads."},
+    {"add_offloaded_ns", add_offloaded_ns, METH_O, "Add CPU ns handed to other threads by a span ending here."},
     {"proc_stat_cpu", proc_stat_cpu, METH_O, "(busy, total) clock ticks from /proc/stat's cpu line, read at fd."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
     {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
     {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
+    {"attribute", attribute_py, METH_VARARGS, "attribute(cpu_s, tick, indices, stale): the span path's figures."},
     {NULL, NULL, 0, NULL},
 };
 

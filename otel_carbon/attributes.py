@@ -13,7 +13,8 @@ ENERGY_CPU = "carbon.energy.cpu"  # J, active CPU energy
 ENERGY_MEMORY = "carbon.energy.memory"  # J, active memory (DRAM) energy
 ENERGY_GPU = "carbon.energy.gpu"  # J, the span's share of the process's GPU energy
 ENERGY_IDLE = "carbon.energy.idle"  # J, share of static power (only with idle policy "cpu")
-CPU_TIME = "carbon.cpu.time"  # s, CPU time of the span's own work
+CPU_TIME = "carbon.cpu.time"  # s, CPU time of the span's own work (wherever it ran)
+CPU_OFFLOADED = "carbon.cpu.offloaded"  # s, the part of carbon.cpu.time that ran on other threads
 EMISSIONS = "carbon.emissions"  # g CO2e
 INTENSITY = "carbon.intensity"  # g CO2e / kWh
 ZONE = "carbon.zone"  # where the intensity comes from: FR, US-CA, aws:eu-west-1, world
@@ -28,6 +29,7 @@ SPAN_ATTRIBUTES = {
     ENERGY_GPU: ("double", "J"),
     ENERGY_IDLE: ("double", "J"),
     CPU_TIME: ("double", "s"),
+    CPU_OFFLOADED: ("double", "s"),
     EMISSIONS: ("double", "g"),
     INTENSITY: ("double", "g/kWh"),
     ZONE: ("string", ""),

@@ -33,7 +33,8 @@
 * **Compiled.** ``otel_carbon._speedups`` (C, built when a compiler is at hand; off with
   ``OTEL_CARBON_SPEEDUPS=off``) replaces :func:`span_start_cpu_ns`, :func:`read_cpu_ns`,
   :func:`thread_clock_id`, :func:`current_owner`, :func:`swap_owner`, :class:`TaskMeter`,
-  :func:`meter_for_span` and the step hooks with the same rules, the per-thread state kept
+  :func:`meter_for_span`, :func:`offloaded_ns`, :func:`add_offloaded_ns` and the step
+  hooks with the same rules, the per-thread state kept
   in C thread-local storage (``_tls`` then keeps its defaults).
   The Python functions are the reference and the fallback.
 * **Fork.** In a child the forking thread is a new thread (new clock id, clock near 0): its
@@ -64,11 +65,13 @@ CLOCK_REUSE_NS = 50_000
 class TaskMeter:
     """Cumulative CPU nanoseconds of one task's steps (while spans are open in it)."""
 
-    __slots__ = ("owner", "acc_ns", "step_t0_ns", "in_step", "open_spans")
+    __slots__ = ("owner", "acc_ns", "step_t0_ns", "in_step", "open_spans", "offloaded_ns")
 
     def __init__(self, owner: object) -> None:
         self.owner = owner
         self.acc_ns = 0
+        #: CPU ns that spans of this task handed to other threads, added as those spans end
+        self.offloaded_ns = 0
         self.step_t0_ns = 0
         self.in_step = False
         self.open_spans = 0
@@ -90,6 +93,9 @@ class _Local(threading.local):
     clock_id: Optional[int] = 0
     #: this thread's last real clock read: (thread CPU ns, perf_counter ns taken just before)
     last_read: "tuple[int, int]" = (0, -CLOCK_REUSE_NS)
+    #: CPU ns that spans on this thread handed to other threads (see otel_carbon.offload),
+    #: added as each such span ends; a span's share is the change over its window
+    offloaded_ns: int = 0
 
 
 _tls = _Local()
@@ -112,6 +118,17 @@ def read_cpu_ns(tls: "_Local") -> int:
     cpu_ns = thread_time_ns()
     tls.last_read = (cpu_ns, wall_ns)
     return cpu_ns
+
+
+def offloaded_ns() -> int:
+    """CPU ns that spans ended on this thread handed to other threads, so far."""
+    return _tls.offloaded_ns
+
+
+def add_offloaded_ns(ns: int) -> None:
+    """A span ending on this thread handed ``ns`` CPU ns to other threads: the spans still
+    open on this thread (its ancestors) include them."""
+    _tls.offloaded_ns += ns
 
 
 def current_owner() -> Optional[object]:
@@ -316,6 +333,8 @@ if speedups is not None:
     meter_for_span = speedups.meter_for_span  # noqa: F811
     _begin = speedups._begin  # noqa: F811
     _finish = speedups._finish  # noqa: F811
+    offloaded_ns = speedups.offloaded_ns  # noqa: F811
+    add_offloaded_ns = speedups.add_offloaded_ns  # noqa: F811
 
 
 def _forget_thread_clock_in_child() -> None:
@@ -324,6 +343,7 @@ def _forget_thread_clock_in_child() -> None:
     would put a span's start far ahead of its end)."""
     _tls.clock_id = 0
     _tls.last_read = (0, -CLOCK_REUSE_NS)
+    _tls.offloaded_ns = 0
     if speedups is not None:
         speedups.forget_thread_clock()
 

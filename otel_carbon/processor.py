@@ -12,10 +12,12 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
 * **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
   the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.
 
-Attribution (see docs/attribution.md and :mod:`otel_carbon.ledger`): a span pays
-``carbon.cpu.time x price`` per component, where the price is the active joules per busy
-host CPU-second over the span's window (or the trailing price of the latest tick for spans
-shorter than the price window); GPU energy is the process's share split among open spans.
+Attribution (see docs/attribution.md and :mod:`otel_carbon.attribution`, the one function
+that prices a span): a span pays ``carbon.cpu.time x price`` per component, where the price
+is the active joules per busy host CPU-second over the span's window (or the trailing price
+of the latest tick for spans shorter than the price window); GPU energy is the process's
+share split among open spans. ``carbon.cpu.time`` includes the work the span handed to
+other threads (:mod:`otel_carbon.offload`).
 Nothing here reads a sensor or a file: the span path costs one or two CPU-clock reads (a
 span starting right after another clock read on its thread reuses it: see
 :mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
@@ -24,7 +26,8 @@ span starting right after another clock read on its thread reuses it: see
 is not ``off``), a drop-in processor whose class keeps these hooks binds the C ones as
 instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case
 -- a span on its thread's clock or its asyncio task's meter that ends within the tick it
-started in, one component, plain layout -- and call the methods below for everything else
+started in, that handed no work to other threads, with fitting span limits, any number of
+components without GPU, idle or embodied figures -- and call the methods below for everything else
 and on any error, so those stay the reference. The C side reads no Python attribute per span: this class pushes the
 sampler's latest tick and idle state to it from a tick listener (:meth:`_on_tick`), and its
 layout, listeners and first-resource flag when they change (:meth:`_sync_hooks`). A span
@@ -40,17 +43,22 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.util import BoundedList
 
 from otel_carbon import attributes as A
 from otel_carbon import cpu_clock
 from otel_carbon import config
+from otel_carbon import offload
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
+    add_offloaded_ns,
+    offloaded_ns,
     current_owner,
     install,
     meter_for_span,
@@ -62,7 +70,8 @@ from otel_carbon.cpu_clock import (
     speedups,
     thread_clock_id,
 )
-from otel_carbon.ledger import Tick, prices_between
+from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for
+from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
@@ -75,9 +84,10 @@ CLOCK_NONE = "none"
 
 
 #: What a span needs at its end: its CPU clock at start (ns), the task meter (asyncio) or
-#: None, the starting thread's CPU clock id (threads), and the ledger tick current at start.
+#: None, the starting thread's CPU clock id (threads), the ledger tick current at start, and
+#: the CPU ns its thread's (or task's) spans had handed to other threads by then.
 #: A plain tuple: the cheapest object to make on the span path.
-_Open = Tuple[int, Any, Optional[int], Optional[Tick]]
+_Open = Tuple[int, Any, Optional[int], Optional[Tick], int]
 
 
 class CarbonSpanProcessor(SpanProcessor):
@@ -131,15 +141,15 @@ class CarbonSpanProcessor(SpanProcessor):
         self._idle = idle_policy == "cpu"
         self._max_open = max_open_spans
         self._open: Dict[int, _Open] = {}
+        #: spans (same keys) that handed work to other threads: what it used so far
+        self._boxes: Dict[int, offload.Box] = {}
         # The SDK span object itself in drop-in mode; the ReadableSpan copy that on_end gets
         # in wrapping mode is another object, so there the key is the span id.
         self._key = _span_id if processors else id
         self.dropped_open_spans = 0
         self._sampler = sampler if sampler is not None else get_sampler()
         self._layout_for: Any = None
-        self._layout: List[Tuple[str, int]] = []
-        self._simple: Optional[Tuple[str, int]] = None  # the layout when it is one component only
-        self._has_gpu = False
+        self._layout = Layout(())
         self._resource_seen = False
         self._shutdown = False
         self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
@@ -150,6 +160,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._use_compiled_hooks(cpu_clock.speedups)
         _instances.add(self)
         install()
+        offload.track(self, self._open, in_place=_IN_PLACE)
 
     def _use_compiled_hooks(self, compiled: Any) -> None:
         """Bind the compiled span path (``_speedups.c``). It does the common case and hands
@@ -160,10 +171,11 @@ class CarbonSpanProcessor(SpanProcessor):
         names = (
             A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
             CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
-            "t_ns", "intensity", "g_per_kwh", "zone", "method",
+            "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len",
         )  # fmt: skip
         self._hooks = compiled.Hooks(
             self._open,
+            self._boxes,
             running_loop,
             cls.on_start.__get__(self, cls),
             cls._on_ending.__get__(self, cls),
@@ -190,13 +202,8 @@ class CarbonSpanProcessor(SpanProcessor):
     def _sync_hooks(self) -> None:
         """Tell the compiled hooks what they mirror (after any of it changes)."""
         if self._hooks is not None:
-            simple = self._simple
-            self._hooks.sync(
-                self._resource_seen,
-                simple[0] if simple else None,
-                simple[1] if simple else 0,
-                bool(self._listeners),
-            )
+            layout = self._layout
+            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, bool(self._listeners))
 
     # -- span start -------------------------------------------------------------------
 
@@ -209,6 +216,8 @@ class CarbonSpanProcessor(SpanProcessor):
                 # The compiled hooks sent this span here (first span, idle back-off, or a
                 # running loop): tell them the sampler is awake now, not at its next tick.
                 self._on_tick(sampler.ledger.latest)
+            if not self._resource_seen:  # once, before the clock is read: not the span's work
+                self._first_resource(span)
             tls = _tls
             if current_owner() is None:  # not inside a timed asyncio task step: the thread clock
                 clock_id = tls.clock_id
@@ -217,20 +226,30 @@ class CarbonSpanProcessor(SpanProcessor):
                 loop = running_loop()
                 if loop is not None:
                     ensure_task_timing(loop)
-                state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest)
+                state: _Open = (span_start_cpu_ns(tls), None, clock_id, sampler.ledger.latest, offloaded_ns())
             else:
                 meter, now_ns = meter_for_span()
-                state = (now_ns, meter, None, sampler.ledger.latest)
+                state = (now_ns, meter, None, sampler.ledger.latest, meter.offloaded_ns)
             opened = self._open
             opened[self._key(span)] = state
             if len(opened) > self._max_open:
                 self._drop_oldest()
-            if not self._resource_seen:
-                self._first_resource(span)
         except Exception as exc:  # noqa: BLE001 - never raise into the application
             warn_once(_logger, "on_start", "otel_carbon: on_start failed: %r", exc)
         for p in self._wrapped:
             p.on_start(span, parent_context=parent_context)
+
+    def box_for(self, span: Any) -> Optional[offload.Box]:
+        """Where work that ``span`` hands to another thread is counted (see
+        :mod:`otel_carbon.offload`), if this processor follows the span."""
+        key = self._key(span)
+        state = self._open.get(key)
+        if state is None:
+            return None
+        box = self._boxes.get(key)
+        if box is None:
+            box = self._boxes.setdefault(key, offload.Box(state[2]))
+        return box
 
     def _drop_oldest(self) -> None:
         try:
@@ -238,6 +257,9 @@ class CarbonSpanProcessor(SpanProcessor):
                 oldest = next(iter(self._open))
                 if self._open.pop(oldest, None) is not None:
                     self.dropped_open_spans += 1
+                box = self._boxes.pop(oldest, None)
+                if box is not None:
+                    offload.close(box)
         except (RuntimeError, StopIteration):  # changed by another thread meanwhile
             pass
         warn_once(
@@ -266,10 +288,15 @@ class CarbonSpanProcessor(SpanProcessor):
             return
         try:
             values = self._figures(span)
-            # Straight into the span's attribute dict (see the module docstring). No lock: one
-            # dict.update of str keys and plain values runs without releasing the GIL, so
-            # nobody sees it half done; a concurrent set_attribute still takes the SDK's lock.
-            span._attributes._dict.update(values)  # noqa: SLF001
+            # Straight into the span's attribute dict (see the module docstring), within the
+            # span's limits. No lock: one dict.update of str keys and plain values runs
+            # without releasing the GIL, so nobody sees it half done.
+            bounded = span._attributes  # noqa: SLF001
+            target = bounded._dict  # noqa: SLF001
+            kept, dropped = _within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
+            target.update(kept)
+            if dropped:
+                bounded.dropped += dropped
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
             return
@@ -293,99 +320,68 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def _figures(self, span: Any) -> Dict[str, Any]:
         """The carbon attributes for a span that is ending now on this thread."""
-        state = self._open.pop(self._key(span), None)
+        key = self._key(span)
+        state = self._open.pop(key, None)
+        box = self._boxes.pop(key, None) if self._boxes else None
+        handed_off_ns = offload.close(box) if box is not None else 0
         sampler = self._sampler
         tick = sampler.ledger.latest
         if state is None or tick is None:
             return {A.METHOD: A.UNAVAILABLE}
-        cpu0_ns, meter, clock_id, start = state
+        cpu0_ns, meter, clock_id, start, offloaded0_ns = state
         if meter is None:
             tls = _tls
             if clock_id == (tls.clock_id or thread_clock_id()):
                 cpu_ns = read_cpu_ns(tls) - cpu0_ns
                 clock = CLOCK_THREAD
-            else:
+                # plus what its children here handed off; its ancestors here include its own
+                children_ns = offloaded_ns() - offloaded0_ns
+                if handed_off_ns:
+                    add_offloaded_ns(handed_off_ns)
+                handed_off_ns += children_ns
+            else:  # the starting thread's own count is out of reach: this span's own hand-offs
                 now = other_thread_cpu_ns(clock_id)
                 cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
         else:
             cpu_ns = meter.now_ns() - cpu0_ns
             meter.open_spans -= 1
             clock = CLOCK_TASK
-        cpu_s = cpu_ns / 1e9 if cpu_ns > 0 else 0.0
-        # The price the process paid per CPU-second over the span's window (one price for
-        # spans and the process's charge: what conservation needs).
-        source = tick if (start is tick or start is None) else prices_between(start, tick)
-        method = A.UNAVAILABLE if _monotonic_ns() - tick.t_ns > sampler.stale_after_ns else tick.method
+            children_ns = meter.offloaded_ns - offloaded0_ns
+            meter.offloaded_ns += handed_off_ns
+            handed_off_ns += children_ns
+        cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        simple = self._simple
-        if simple is not None:  # one component, nothing else: the common case, one dict literal
-            name, i = simple
-            energy_j = cpu_s * source.price_j_per_cpu_s[i]
-            return {
-                A.CPU_TIME: cpu_s,
-                A.CPU_CLOCK: clock,
-                name: energy_j,
-                A.ENERGY_TOTAL: energy_j,
-                A.EMISSIONS: energy_j * tick.g_per_j,
-                A.INTENSITY: tick.intensity.g_per_kwh,
-                A.ZONE: tick.intensity.zone,
-                A.METHOD: method,
-            }
-        prices = source.price_j_per_cpu_s
+        layout = self._layout
+        now_ns = _monotonic_ns()
+        gpu_j = 0.0
+        if layout.gpu:
+            start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            wall_ns = end_ns - start_ns if start_ns and end_ns else None
+            gpu_j = gpu_share_j(start, tick, now_ns - tick.t_ns, wall_ns)
+        figures = attribute(cpu_s, start, tick, layout, now_ns - tick.t_ns > sampler.stale_after_ns, gpu_j)
         values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
-        total_j = 0.0
-        for name, i in self._layout:
-            energy_j = cpu_s * prices[i]
+        for (name, _), energy_j in zip(layout.components, figures.energy_j):
             values[name] = energy_j
-            total_j += energy_j
-        if self._has_gpu:
-            gpu_j = self._gpu_j(span, start, tick)
-            values[A.ENERGY_GPU] = gpu_j
-            total_j += gpu_j
-        if self._idle:
-            idle_j = cpu_s * source.idle_price_j_per_cpu_s
-            values[A.ENERGY_IDLE] = idle_j
-            total_j += idle_j
-        if self._embodied_g_per_s:
-            values[A.EMBODIED] = cpu_s * source.wall_s_per_busy_s * self._embodied_g_per_s
-        values[A.ENERGY_TOTAL] = total_j
-        values[A.EMISSIONS] = total_j * tick.g_per_j
+        if figures.gpu_j is not None:
+            values[A.ENERGY_GPU] = figures.gpu_j
+        if figures.idle_j is not None:
+            values[A.ENERGY_IDLE] = figures.idle_j
+        if figures.embodied_g is not None:
+            values[A.EMBODIED] = figures.embodied_g
+        values[A.ENERGY_TOTAL] = figures.total_j
+        values[A.EMISSIONS] = figures.emissions_g
         values[A.INTENSITY] = tick.intensity.g_per_kwh
         values[A.ZONE] = tick.intensity.zone
-        values[A.METHOD] = method
+        values[A.METHOD] = figures.method
+        if handed_off_ns:
+            values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
         return values
 
-    def _gpu_j(self, span: Any, start: Optional[Tick], tick: Tick) -> float:
-        """Share of the process's GPU energy: cumulative per-open-span energy between the
-        start and latest ticks, plus the latest per-span power since the latest tick.
-
-        Span timestamps are wall-clock time, which can jump: a span's wall duration is used
-        only when it started after the latest tick, and then no longer than the monotonic
-        time since that tick. A span that started before the first tick pays from the first
-        tick on (the ledger knows nothing earlier)."""
-        since_ns = max(_monotonic_ns() - tick.t_ns, 0)
-        if start is tick:
-            start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)
-            if start_ns and end_ns:
-                since_ns = min(max(end_ns - start_ns, 0), since_ns)
-            return tick.gpu_per_span_w * since_ns / 1e9
-        start_j = start.gpu_per_span_j if start is not None else 0.0
-        return max(tick.gpu_per_span_j - start_j, 0.0) + tick.gpu_per_span_w * since_ns / 1e9
-
     def _refresh_layout(self) -> None:
-        """Which per-component attributes this host has: a component is shown when its
-        sensor can have active energy (a static-only model, like memory's, is not)."""
+        """Which per-component attributes this host has (see :func:`layout_for`)."""
         sampler = self._sampler
-        names = {A.CPU: A.ENERGY_CPU, A.MEMORY: A.ENERGY_MEMORY}
-        layout = []
-        for i, sensor in enumerate(sampler.sensors):
-            if sensor.idle_power_w < getattr(sensor, "power_w", float("inf")) and sensor.component in names:
-                layout.append((names[sensor.component], i))
-        self._layout = layout
-        self._has_gpu = bool(sampler.gpus)
-        plain = len(layout) == 1 and not (self._has_gpu or self._idle or self._embodied_g_per_s)
-        self._simple = layout[0] if plain else None
+        self._layout = layout_for(sampler.sensors, bool(sampler.gpus), self._idle, self._embodied_g_per_s)
         self._layout_for = sampler.ledger
         self._sync_hooks()
 
@@ -419,6 +415,7 @@ class CarbonSpanProcessor(SpanProcessor):
         if self._shutdown:
             return
         self._shutdown = True
+        offload.untrack(self)
         self._sampler.unregister_span_counter(self._counter)
         if self._hooks is not None:
             self._sampler.remove_tick_listener(self._tick_listener)
@@ -444,12 +441,17 @@ def _after_fork_in_child() -> None:
     open-span cap). A child that ends its copy of one exports it marked unavailable."""
     for processor in list(_instances):
         processor._open.clear()
+        processor._boxes.clear()
         if processor._hooks is not None:  # the parent's ticks are not the child's
             processor._on_tick(None)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: our span hooks: a pool that is handed them runs them in place (see otel_carbon.offload)
+_IN_PLACE = (CarbonSpanProcessor,) if cpu_clock.speedups is None else (CarbonSpanProcessor, cpu_clock.speedups.Hooks)
 
 
 def _weak_tick_listener(processor: CarbonSpanProcessor) -> Callable[[Optional[Tick]], None]:
@@ -476,20 +478,60 @@ def _span_id(span: Any) -> int:
     return span.context.span_id  # type: ignore[no-any-return]
 
 
+#: our attributes in the order they are kept when a span's attribute limit leaves no room
+#: for all of them (the rest, in their own order, after these)
+_KEEP_FIRST = (A.ENERGY_TOTAL, A.EMISSIONS, A.METHOD, A.CPU_TIME, A.INTENSITY, A.ZONE, A.CPU_CLOCK, A.CPU_OFFLOADED)
+
+
+def _within_limits(
+    values: Dict[str, Any], present: Any, maxlen: Optional[int], max_value_len: Optional[int]
+) -> Tuple[Dict[str, Any], int]:
+    """The part of ``values`` that fits beside the ``present`` attributes under the span's
+    limits (``SpanLimits``: attribute count, string value length), and how many did not.
+    The application's attributes are never pushed out for ours."""
+    if max_value_len is not None:
+        values = {k: v[:max_value_len] if isinstance(v, str) else v for k, v in values.items()}
+    if maxlen is None or len(present) + len(values) <= maxlen:
+        return values, 0
+    new = [k for k in values if k not in present]
+    room = max(maxlen - len(present), 0)
+    if len(new) <= room:
+        return values, 0
+    ranked = sorted(new, key=lambda k: _KEEP_FIRST.index(k) if k in _KEEP_FIRST else len(_KEEP_FIRST))
+    dropped = set(ranked[room:])
+    return {k: v for k, v in values.items() if k not in dropped}, len(dropped)
+
+
 def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:
-    merged = dict(span.attributes or {})
-    merged.update(values)
+    """A copy of ``span`` with ``values`` added, under the span's limits, its dropped
+    attribute, event and link counts kept (and ours that did not fit counted)."""
+    original = span.attributes or {}
+    limited = getattr(span, "_attributes", None)  # the SDK's BoundedAttributes: the limits
+    maxlen = getattr(limited, "maxlen", None)
+    max_value_len = getattr(limited, "max_value_len", None)
+    kept, dropped = _within_limits(values, original, maxlen, max_value_len)
+    merged = BoundedAttributes(maxlen, {**original, **kept}, immutable=True, max_value_len=max_value_len)
+    merged.dropped = span.dropped_attributes + dropped
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=merged,
-        events=span.events,
-        links=span.links,
+        events=_bounded(span.events, span.dropped_events),
+        links=_bounded(span.links, span.dropped_links),
         kind=span.kind,
         status=span.status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _bounded(items: Any, dropped: int) -> Any:
+    """``items`` as an SDK bounded list that still says how many were dropped."""
+    if not dropped:
+        return items
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded

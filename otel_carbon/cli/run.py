@@ -318,7 +318,7 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
     total_j = sum(energy.values())
     g_per_kwh = intensity.g_per_kwh if intensity is not None else 0.0
     pue = intensity.pue if intensity is not None else 1.0
-    emissions_g = total_j * g_per_kwh * pue / A.JOULES_PER_KWH
+    emissions_g = intensity.emissions_g(total_j) if intensity is not None else 0.0
     duration_s = (t1_ns - t0_ns) / 1e9
     attributes = {
         A.CPU_TIME: cpu_s, A.ENERGY_TOTAL: total_j, A.EMISSIONS: emissions_g, A.INTENSITY: g_per_kwh,

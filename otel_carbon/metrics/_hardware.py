@@ -176,7 +176,7 @@ class HardwareMeter:
             while len(recent) > 2 and tick.t_ns - recent[1][0] >= POWER_WINDOW_NS:
                 recent.popleft()
             proc_j = tick.charged_j + tick.gpu_proc_j
-            g_per_j = tick.intensity.g_per_kwh * tick.intensity.pue / A.JOULES_PER_KWH
+            g_per_j = tick.g_per_j
             if self._proc_j is None:
                 self.process_emissions_g = proc_j * g_per_j
             else:

@@ -18,7 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from otel_carbon import __version__
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
-from otel_carbon.ledger import prices_between
+from otel_carbon.attribution import Layout, attribute
 from otel_carbon.track._config import _Config
 from otel_carbon.track.result import EmissionsResult
 
@@ -134,18 +134,21 @@ def _process_figures(run: _Run, now_ns: int, cpu_s: float, idle: bool) -> Tuple[
     tick, start = ledger.latest, run.tick0
     if tick is None:
         return {}, A.UNAVAILABLE, None
-    source = prices_between(start, tick)  # the price the process paid over the run
-    prices, idle_price = source.price_j_per_cpu_s, source.idle_price_j_per_cpu_s
-    energy = {name: 0.0 for name in (A.CPU, A.MEMORY)}
-    for name, price in zip(ledger.components, prices):
-        energy[name] = energy.get(name, 0.0) + cpu_s * price
+    gpu_j = 0.0
     if sampler.gpus:
         window_now = ledger.window(run.t0_ns, now_ns, start=run.tick0)
-        energy[A.GPU] = window_now.gpu_proc_j if window_now is not None else 0.0
-    if idle:
-        energy["idle"] = cpu_s * idle_price
-    method = A.UNAVAILABLE if sampler.stale(tick, now_ns) else tick.method
-    return energy, method, tick.intensity
+        gpu_j = window_now.gpu_proc_j if window_now is not None else 0.0
+    # every component, at the price the process paid over the run; the process's GPU energy
+    layout = Layout(tuple((name, i) for i, name in enumerate(ledger.components)), bool(sampler.gpus), idle)
+    figures = attribute(cpu_s, start, tick, layout, sampler.stale(tick, now_ns), gpu_j)
+    energy = {name: 0.0 for name in (A.CPU, A.MEMORY)}
+    for (name, _), energy_j in zip(layout.components, figures.energy_j):
+        energy[name] = energy.get(name, 0.0) + energy_j
+    if figures.gpu_j is not None:
+        energy[A.GPU] = figures.gpu_j
+    if figures.idle_j is not None:
+        energy["idle"] = figures.idle_j
+    return energy, figures.method, tick.intensity
 
 
 def _machine_figures(run: _Run, now_ns: int) -> Tuple[Dict[str, float], float, str, Any]:
@@ -188,7 +191,7 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
             g_per_kwh, pue, zone = intensity.g_per_kwh, intensity.pue, intensity.zone
         else:
             g_per_kwh, pue, zone, method = 0.0, 1.0, "", A.UNAVAILABLE
-        emissions_g = total_j * g_per_kwh * pue / A.JOULES_PER_KWH
+        emissions_g = intensity.emissions_g(total_j) if intensity is not None else 0.0
         result = EmissionsResult(
             name=cfg.name,
             run_id=run.run_id,

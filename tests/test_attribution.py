@@ -1,0 +1,131 @@
+"""The attribution function (otel_carbon/attribution.py) and its compiled mirror: random
+ticks and spans priced by both give the same figures, to 1e-12 relative; a host with two
+measured components (RAPL package + DRAM) takes the compiled span path and gets the same
+figures as the Python one."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_carbon import CarbonSpanProcessor
+from otel_carbon import attributes as A
+from otel_carbon.attribution import Layout, attribute, gpu_share_j
+from otel_carbon.intensity import Intensity
+from otel_carbon.ledger import Tick
+from otel_carbon.sensors.rapl import probe_rapl
+
+from conftest import burn_cpu_s as burn, make_sampler
+from powercap_tree import CounterDriver, build_intel_tree
+
+COMPONENT_NAMES = (A.ENERGY_CPU, A.ENERGY_MEMORY, "carbon.energy.x", "carbon.energy.y")
+
+
+def compiled():
+    """The extension itself (whatever OTEL_CARBON_SPEEDUPS says: this compares the two)."""
+    try:
+        return importlib.import_module("otel_carbon._speedups")
+    except ImportError as exc:
+        raise AssertionError(f"otel_carbon._speedups was not built (no C compiler at install?): {exc}") from None
+
+
+def random_tick(rng: random.Random, n: int) -> Tick:
+    def value() -> float:
+        return rng.choice([0.0, rng.uniform(0, 1e-3), rng.uniform(0, 50), rng.uniform(1, 1e6), 10 ** rng.uniform(-12, 9)])
+
+    zeros = (0.0,) * n
+    intensity = Intensity(g_per_kwh=rng.uniform(0, 1200), zone="TEST", pue=rng.uniform(1, 2), source="test")
+    return Tick(
+        rng.randrange(1, 1 << 62), zeros, zeros, zeros, 0.0, 0.0, 0.0, tuple(value() for _ in range(n)),
+        value(), 0.0, 0.0, 0.0, 0.0, 0.0, intensity, rng.choice([A.MEASURED, A.ESTIMATED, A.MIXED]),
+    )  # fmt: skip
+
+
+def close(a: float, b: float) -> bool:
+    return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+def test_compiled_figures_equal_the_attribution_function():
+    speedups = compiled()
+    rng = random.Random(20261203)
+    for _ in range(5000):
+        n = rng.randint(1, 4)
+        tick = random_tick(rng, n)
+        order = rng.sample(range(n), n)  # a layout may show components in any order
+        layout = Layout(tuple((COMPONENT_NAMES[i], i) for i in order))
+        cpu_s = rng.choice([0.0, rng.uniform(0, 1e-4), rng.uniform(0, 2), rng.randrange(0, 1 << 40) / 1e9])
+        stale = rng.random() < 0.1
+        expected = attribute(cpu_s, tick, tick, layout, stale)
+        energy, total_j, emissions_g, unavailable = speedups.attribute(cpu_s, tick, tuple(order), stale)
+        where = f"n={n} order={order} cpu_s={cpu_s!r} prices={tick.price_j_per_cpu_s!r}"
+        assert len(energy) == n, where
+        assert all(close(a, b) for a, b in zip(energy, expected.energy_j)), where
+        assert close(total_j, expected.total_j), where
+        assert close(emissions_g, expected.emissions_g), where
+        assert (expected.method == A.UNAVAILABLE) == bool(unavailable), where
+
+
+def test_cpu_time_without_a_price_is_unavailable_in_both():
+    speedups = compiled()
+    tick = random_tick(random.Random(1), 2)
+    tick.price_j_per_cpu_s = (0.0, 0.0)
+    layout = Layout(((A.ENERGY_CPU, 0), (A.ENERGY_MEMORY, 1)))
+    assert attribute(0.01, tick, tick, layout).method == A.UNAVAILABLE
+    assert speedups.attribute(0.01, tick, (0, 1), False)[3] == 1
+    assert attribute(0.0, tick, tick, layout).method == tick.method  # nothing spent, nothing missing
+    assert speedups.attribute(0.0, tick, (0, 1), False)[3] == 0
+
+
+def test_gpu_share_of_a_span_inside_one_tick_is_bounded_by_its_wall_time():
+    tick = random_tick(random.Random(2), 1)
+    tick.gpu_per_span_w = 30.0
+    assert gpu_share_j(tick, tick, since_tick_ns=2_000_000_000, wall_ns=500_000_000) == pytest.approx(15.0)
+    assert gpu_share_j(tick, tick, since_tick_ns=100_000_000, wall_ns=500_000_000) == pytest.approx(3.0)
+
+
+@pytest.fixture
+def rapl_two_components(tmp_path):
+    zones = build_intel_tree(tmp_path, sockets=1, dram=True)
+    driver = CounterDriver({zones["package-0"]: 30.0, zones["package-0/dram"]: 6.0}).start()
+    sensors, diagnostics = probe_rapl(str(tmp_path))
+    assert sorted(s.component for s in sensors) == [A.CPU, A.MEMORY], diagnostics
+    sampler = make_sampler(sensors, interval_s=0.05)
+    yield sampler
+    sampler.shutdown()
+    driver.stop()
+
+
+def test_a_cpu_and_dram_host_takes_the_compiled_path_with_the_same_figures(rapl_two_components):
+    sampler = rapl_two_components
+    exporter = InMemorySpanExporter()
+    processor = CarbonSpanProcessor(sampler=sampler)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("rapl")
+    burn(1.2)  # a trailing price for both components
+    time.sleep(0.12)
+    if os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() != "off":
+        assert processor._hooks is not None and processor._layout.compiled
+    for i in range(30):
+        with tracer.start_as_current_span(f"span-{i}"):
+            burn(0.002)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 30
+    for span in spans:
+        a = span.attributes
+        assert a[A.CPU_CLOCK] == "thread" and a[A.METHOD] == A.MEASURED, a
+        assert a[A.ENERGY_CPU] > 0 and a[A.ENERGY_MEMORY] > 0
+        # the memory counter draws a fifth of the package's power: so does each span
+        assert a[A.ENERGY_MEMORY] / a[A.ENERGY_CPU] == pytest.approx(6.0 / 30.0, rel=0.15)
+        assert a[A.ENERGY_TOTAL] == a[A.ENERGY_CPU] + a[A.ENERGY_MEMORY]
+        assert a[A.EMISSIONS] == pytest.approx(a[A.ENERGY_TOTAL] * 100.0 / 3.6e6, rel=1e-12)
+    provider.shutdown()
