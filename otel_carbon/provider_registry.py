@@ -110,13 +110,9 @@ def acquire_processor(provider: TracerProvider, sampler: Optional[Sampler] = Non
 def release_processor(provider: TracerProvider) -> bool:
     """Drop one use; the last one turns our processor on ``provider`` off. True if it did."""
     with _registry_lock:
-        slot = _processors.get(provider)
+        slot = _last_use_dropped(_processors, provider)
         if slot is None:
             return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _processors[provider]
         assert slot.switch is not None
         slot.switch.shutdown()
         _idle_switches[provider] = slot.switch
@@ -175,16 +171,26 @@ def check_allowlist(span_attribute_allowlist: Any) -> None:
 
 
 def release_metrics(meter_provider: Any) -> bool:
+    """Drop one use; the last one shuts our instruments on ``meter_provider`` down. True if it did."""
     with _registry_lock:
-        slot = _meters.get(meter_provider)
-        if slot is None:
-            return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _meters[meter_provider]
+        slot = _last_use_dropped(_meters, meter_provider)
+    if slot is None:
+        return False
     slot.value.shutdown()
     return True
+
+
+def _last_use_dropped(slots: "weakref.WeakKeyDictionary[Any, _Slot]", provider: Any) -> Optional[_Slot]:
+    """Drop one use of ``provider``'s slot (under the lock); the slot, removed, when that
+    was the last use, else None."""
+    slot = slots.get(provider)
+    if slot is None:
+        return None
+    slot.users -= 1
+    if slot.users > 0:
+        return None
+    del slots[provider]
+    return slot
 
 
 def run_if_unused(action: Callable[[], None]) -> bool:
