@@ -74,7 +74,7 @@ def test_instrument_adds_to_sdk_providers_and_uninstrument_stops_everything(app,
     _, spans, reader = app
     threads_before = set(_sampler_threads())
     instrumentor.instrument()
-    started = sampler_module._sampler
+    started = sampler_module.current_sampler()
     assert started is not None and started.running
     tracer = trace.get_tracer("t")
     with tracer.start_as_current_span("on"):
@@ -91,7 +91,7 @@ def test_instrument_adds_to_sdk_providers_and_uninstrument_stops_everything(app,
     assert not [p for p in _points(reader, A.SPAN_ENERGY) if p.attributes[A.SPAN_NAME] == "off"]
     assert _points(reader, A.HW_ENERGY) == []  # the observable callbacks report nothing now
     # the sampler thread this instrumentor started has stopped
-    assert sampler_module._sampler is None and not started.running
+    assert sampler_module.current_sampler() is None and not started.running
     assert set(_sampler_threads()) <= threads_before
 
     instrumentor.instrument()  # and it can be turned on again
@@ -108,7 +108,7 @@ def test_proxy_provider_warns_once_and_does_nothing(instrumentor, caplog):
         instrumentor.instrument()
     warnings = [r.getMessage() for r in caplog.records if "no OpenTelemetry SDK provider" in r.getMessage()]
     assert len(warnings) == 1 and "otel_carbon.configure()" in warnings[0]
-    assert sampler_module._sampler is None  # nothing was started
+    assert sampler_module.current_sampler() is None  # nothing was started
 
 
 def test_metrics_off_gives_spans_only(app, instrumentor):

@@ -369,8 +369,6 @@ def test_each_process_gets_its_own_service_instance_id(fresh_otel, monkeypatch):
     setup.shutdown()
 
 
-
-
 def test_configure_racing_get_sampler_in_many_threads_shares_one_sampler(fresh_otel):
     """configure() (which builds the sampler from its Resource) and code that takes the
     process-wide sampler (a processor, a tracker), at once in many threads with no sampler
@@ -380,7 +378,7 @@ def test_configure_racing_get_sampler_in_many_threads_shares_one_sampler(fresh_o
     import threading
 
     def race() -> "tuple[list, list]":
-        before = set(map(id, sampler_module._instances))
+        before = set(threading.enumerate())
         gate = threading.Barrier(16)
         got, setups = [], []
 
@@ -398,13 +396,13 @@ def test_configure_racing_get_sampler_in_many_threads_shares_one_sampler(fresh_o
             t.start()
         for t in threads:
             t.join(30)
-        running = [s for s in list(sampler_module._instances) if id(s) not in before and s.running]
+        threads_now = [t for t in threading.enumerate() if t not in before and t.name == "otel-carbon-sampler"]
         for setup in setups:
             setup.shutdown()
-        for sampler in running:
+        for sampler in {id(s): s for s in got}.values():
             sampler.shutdown()
         sampler_module.set_sampler(None)
-        return got, running
+        return got, threads_now
 
     switch_s = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
@@ -412,7 +410,7 @@ def test_configure_racing_get_sampler_in_many_threads_shares_one_sampler(fresh_o
         rounds = [race() for _ in range(8)]
     finally:
         sys.setswitchinterval(switch_s)
-    for got, running in rounds:
+    for got, sampler_threads in rounds:
         assert len(got) == 16
-        assert len(running) == 1, f"{len(running)} sampler threads ran at once"
-        assert all(s is running[0] for s in got)
+        assert len(sampler_threads) == 1, f"{len(sampler_threads)} sampler threads ran at once"
+        assert all(s is got[0] for s in got)
