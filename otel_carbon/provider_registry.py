@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+from otel_carbon import config, record_unsampled
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
 from otel_carbon.sampler import Sampler
@@ -75,12 +76,13 @@ class _Switch(SpanProcessor):
 
 
 class _Slot:
-    __slots__ = ("value", "users", "switch")
+    __slots__ = ("value", "users", "switch", "unsampled")
 
     def __init__(self, value: Any, switch: Optional[_Switch] = None) -> None:
         self.value = value
         self.switch = switch
         self.users = 1
+        self.unsampled = False  # whether we wrapped the provider's sampler (record_unsampled)
 
 
 _registry_lock = threading.RLock()
@@ -113,10 +115,24 @@ def release_processor(provider: TracerProvider) -> bool:
         slot = _last_use_dropped(_processors, provider)
         if slot is None:
             return False
+        if slot.unsampled:
+            record_unsampled.uninstall(provider)
         assert slot.switch is not None
         slot.switch.shutdown()
         _idle_switches[provider] = slot.switch
         return True
+
+
+def record_unsampled_roots(provider: TracerProvider, instruments: Any) -> None:
+    """With the meter on ``provider``'s spans: wrap its sampler so that dropped local roots
+    are recorded for the metrics, never exported (:mod:`otel_carbon.record_unsampled`),
+    unless ``OTEL_CARBON_RECORD_UNSAMPLED=off``. Undone when our processor is released."""
+    if instruments is None or not config.record_unsampled():
+        return
+    with _registry_lock:
+        slot = _processors.get(provider)
+        if slot is not None and not slot.unsampled:
+            slot.unsampled = record_unsampled.install(provider, children=instruments.spans == "all")
 
 
 def metrics_class() -> Any:

@@ -23,6 +23,10 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   exporters are left alone; an exporter passed explicitly is added to it too. A meter
   provider takes its readers at creation, so ``metrics_exporter`` cannot be added to an
   existing one (logged once).
+* **Every request counts**: with the meter on, the tracer provider's sampler (the one
+  ``OTEL_TRACES_SAMPLER`` chose, or the application's) is wrapped so that the local roots it
+  drops are recorded for the metrics but never exported (:mod:`otel_carbon.record_unsampled`;
+  ``OTEL_CARBON_RECORD_UNSAMPLED=off`` leaves it alone).
 * **Exit is bounded**: the providers made here are flushed at interpreter exit for at most
   2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
   not answer by then is named in one warning.
@@ -59,17 +63,11 @@ from otel_carbon.provider_registry import (
     acquire_metrics,
     acquire_processor,
     check_allowlist,
+    record_unsampled_roots,
     release_metrics,
     release_processor,
 )
 from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
-
-__all__ = [
-    "CarbonSetup", "configure", "current_setup",
-    # attaching and exporters, kept importable from here (their homes: provider_registry, exporter_names)
-    "acquire_metrics", "acquire_processor", "check_allowlist", "metric_readers", "release_metrics",
-    "release_processor", "span_exporters",
-]
 
 _logger = logging.getLogger("otel_carbon")
 
@@ -347,6 +345,8 @@ def _build(
         if meter_provider is not None:
             try:
                 instruments = acquire_metrics(meter_provider, processor, sampler, allowlist)
+                if processor is not None:
+                    record_unsampled_roots(tracer_provider, instruments)
             except Exception as exc:  # noqa: BLE001 - spans keep working without the meter
                 warn_once(_logger, "metrics-setup", "otel_carbon: meter instruments could not be added: %r", exc)
     setup = CarbonSetup(
