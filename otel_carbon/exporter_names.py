@@ -1,16 +1,22 @@
-"""Exporters named in ``configure()``'s arguments or the standard variables.
+"""Exporters from names, as the SDK's auto-configuration resolves them.
 
-``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma lists; ``none``; default ``otlp``)
-or the ``traces_exporter`` / ``metrics_exporter`` arguments, resolved through the public
-``opentelemetry_traces_exporter`` / ``opentelemetry_metrics_exporter`` entry-point groups, as
-the SDK's auto-configuration does. ``otlp`` follows ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL``
-then ``OTEL_EXPORTER_OTLP_PROTOCOL``: ``grpc`` (the default) or ``http/protobuf``. An exporter
-package is imported only when its name is asked for.
+``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (or the ``traces_exporter`` /
+``metrics_exporter`` arguments of :func:`otel_carbon.configure`) name entry points of the
+public ``opentelemetry_traces_exporter`` / ``opentelemetry_metrics_exporter`` groups, looked
+up through the same cached entry-point index the SDK's configurator reads, so any installed
+exporter works (``console``, ``prometheus``, ``zipkin_json``...). ``otlp`` follows
+``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``:
+``grpc`` (the Python SDK's default) or ``http/protobuf``. The SDK's own resolver is private
+and raises on a bad protocol (and its name changed across the versions we support): here a
+bad protocol is one warning and ``grpc``, a bad name from the environment is one warning and
+skipped, and a bad name passed in code raises ``ValueError``. Push exporters of metrics get a
+``PeriodicExportingMetricReader`` (``OTEL_METRIC_EXPORT_INTERVAL``); an entry point that is
+a reader itself (Prometheus) is used as it is. The exporters read their own endpoint
+variables.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 from typing import Any, Dict, List, Sequence, Union
@@ -39,9 +45,10 @@ MetricsArg = Union[None, str, MetricExporter, MetricReader, Sequence[Union[str, 
 
 
 def _entry_points(group: str) -> Dict[str, Any]:
-    found = importlib.metadata.entry_points()
-    items = found.select(group=group) if hasattr(found, "select") else found.get(group, [])  # type: ignore[attr-defined]
-    return {ep.name: ep for ep in items}
+    # the SDK's configurator looks its components up through this cached index too
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=group)}
 
 
 def _otlp_entry_point(signal: str) -> str:
@@ -125,7 +132,7 @@ def metric_readers(metrics_exporter: MetricsArg) -> List[MetricReader]:
 
 
 def as_list(items: Any, arg: str) -> List[Any]:
-    """``items`` as a list, else ValueError naming the argument ``arg``."""
+    """``list(items)``, or ValueError naming ``arg`` when it is not iterable."""
     try:
         return list(items)
     except TypeError:

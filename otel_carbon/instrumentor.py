@@ -69,7 +69,7 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             raise ValueError(f"meter_provider must be a MeterProvider, got {type(meter_provider).__name__}")
         if want_metrics is not None and not isinstance(want_metrics, bool):
             raise ValueError(f"metrics must be True, False or None, got {want_metrics!r}")
-        from otel_carbon.setup import check_allowlist
+        from otel_carbon.provider_registry import check_allowlist
 
         check_allowlist(allowlist)
         try:
@@ -82,8 +82,8 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
+        from otel_carbon import provider_registry as registry
         from otel_carbon import sampler as sampler_module
-        from otel_carbon import setup
 
         if want_metrics is None:
             want_metrics = config.metrics_enabled()
@@ -108,18 +108,18 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._started_sampler = sampler if created else None
         processor = None
         if sdk_tp is not None:
-            processor = setup.acquire_processor(sdk_tp, sampler)
+            processor = registry.acquire_processor(sdk_tp, sampler)
             self._tracer_provider = sdk_tp
         if sdk_mp is not None:
             try:
-                instruments = setup.acquire_metrics(sdk_mp, processor, sampler, allowlist)
+                instruments = registry.acquire_metrics(sdk_mp, processor, sampler, allowlist)
             except Exception as exc:  # noqa: BLE001 - the span attributes keep working
                 warn_once(_logger, "instrument-metrics", "otel_carbon: meter instruments could not be added: %r", exc)
                 instruments = None
             if instruments is not None:
                 self._meter_provider = sdk_mp
                 if sdk_tp is not None:
-                    setup.record_unsampled_roots(sdk_tp, instruments)
+                    registry.record_unsampled_roots(sdk_tp, instruments)
         _logger.debug("otel_carbon: carbon instrumentor added to %s / %s", type(tp).__name__, type(mp).__name__)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -129,19 +129,17 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             warn_once(_logger, "uninstrument", "otel_carbon: uninstrument failed: %r", exc)
 
     def _detach(self) -> None:
+        from otel_carbon import provider_registry as registry
         from otel_carbon import sampler as sampler_module
-        from otel_carbon import setup
 
         mp, self._meter_provider = self._meter_provider, None
         tp, self._tracer_provider = self._tracer_provider, None
         started, self._started_sampler = self._started_sampler, None
         if mp is not None:
-            setup.release_metrics(mp)
+            registry.release_metrics(mp)
         if tp is not None:
-            setup.release_processor(tp)
-        # Stop the sampler thread if we started it and no processor uses it any more.
-        in_use = getattr(started, "_span_counters", ()) or getattr(started, "_tick_listeners", ())
-        if started is not None and sampler_module.current_sampler() is started and not in_use:
-            with setup._registry_lock:  # noqa: SLF001 - no configure() is attaching meanwhile
-                if not setup._processors and not setup._meters:  # noqa: SLF001
-                    sampler_module.shutdown_sampler()
+            registry.release_processor(tp)
+        # Stop the sampler thread if we started it and nothing uses it any more (no
+        # configure() is attaching meanwhile: the registry's lock is held).
+        if started is not None and sampler_module.current_sampler() is started and not started.in_use:
+            registry.run_if_unused(sampler_module.shutdown_sampler)

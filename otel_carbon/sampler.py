@@ -309,6 +309,11 @@ class Sampler:
             self._tick_listeners = tuple(x for x in self._tick_listeners if x is not listener)
 
     @property
+    def in_use(self) -> bool:
+        """Whether a span counter (a processor) or a tick listener (a meter) is registered."""
+        return bool(self._span_counters or self._tick_listeners)
+
+    @property
     def gpu_energy_j(self) -> Dict[int, float]:
         """Latest cumulative energy (J, arbitrary origin) of each GPU, by index in :attr:`gpus`."""
         return dict(self._gpu_last_j)

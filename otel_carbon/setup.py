@@ -9,14 +9,9 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
 
 * **Exporters** come from ``traces_exporter`` / ``metrics_exporter`` when given, else from
   ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma lists; ``none``; default
-  ``otlp``), resolved through the public ``opentelemetry_traces_exporter`` /
-  ``opentelemetry_metrics_exporter`` entry-point groups, so any installed exporter works
-  (``console``, ``prometheus``, ``zipkin_json``...). ``otlp`` follows
-  ``OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL`` then ``OTEL_EXPORTER_OTLP_PROTOCOL``:
-  ``grpc`` (the Python SDK's default) or ``http/protobuf``. Spans go through a
+  ``otlp``), by entry-point name (:mod:`otel_carbon.exporter_names`). Spans go through a
   ``BatchSpanProcessor`` (``OTEL_BSP_*``), metrics through a
-  ``PeriodicExportingMetricReader`` (``OTEL_METRIC_EXPORT_INTERVAL``) unless the entry point
-  is a reader itself (Prometheus). The exporters read their own endpoint variables.
+  ``PeriodicExportingMetricReader`` unless the entry point is a reader itself (Prometheus).
 * **Resource**: ``Resource.create`` (``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SERVICE_NAME``,
   detectors), then ``resource_attributes`` and ``service_name`` on top (an argument beats
   the environment, as in the SDK); ``service.instance.id`` is a new UUID unless one was
@@ -36,8 +31,8 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
   not answer by then is named in one warning.
 * The processor and instruments are attached **once per provider**, shared with the
-  ``carbon`` instrumentor (``opentelemetry-instrument``): using both never counts a span
-  twice.
+  ``carbon`` instrumentor (``opentelemetry-instrument``) through
+  :mod:`otel_carbon.provider_registry`: using both never counts a span twice.
 
 Bad arguments raise ``ValueError`` naming the argument; a bad environment value is logged
 once and skipped. Nothing else here raises into the application.
@@ -54,203 +49,27 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
-from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_carbon import _exit, config, record_unsampled
+from otel_carbon import _exit, config
 from otel_carbon._log import warn_once
 from otel_carbon.exporter_names import MetricsArg, TracesArg, as_list, metric_readers, span_exporters
 from otel_carbon.processor import CarbonSpanProcessor
+from otel_carbon.provider_registry import (
+    acquire_metrics,
+    acquire_processor,
+    check_allowlist,
+    record_unsampled_roots,
+    release_metrics,
+    release_processor,
+)
 from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
-
-
-
-
-# -- one processor / one set of instruments per provider --------------------------------
-
-
-class _Switch(SpanProcessor):
-    """Forwards to a :class:`CarbonSpanProcessor` while on, does nothing once off.
-
-    A provider cannot drop a processor, so this is what is added to it: turning it off is
-    how the instrumentor's ``uninstrument`` (and :meth:`CarbonSetup.shutdown` on a provider
-    we do not own) really stops the work on spans.
-    """
-
-    _HOOKS = ("on_start", "_on_ending", "on_end")
-
-    def __init__(self, target: CarbonSpanProcessor) -> None:
-        self._target: Optional[CarbonSpanProcessor] = None
-        self.target = target
-
-    @property
-    def target(self) -> Optional[CarbonSpanProcessor]:
-        return self._target
-
-    @target.setter
-    def target(self, target: Optional[CarbonSpanProcessor]) -> None:
-        """On: the target's own bound hooks become this object's, so the SDK calls them with
-        no forwarding frame per span. Off: the class's no-op hooks show through again."""
-        self._target = target
-        for name in self._HOOKS:
-            if target is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, getattr(target, name))
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass  # off (while on, the target's hook shadows this one)
-
-    def _on_ending(self, span: Any) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        target = self._target
-        self.target = None
-        if target is not None:
-            target.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        target = self.target
-        return target.force_flush(timeout_millis) if target is not None else True
-
-
-class _Slot:
-    __slots__ = ("value", "users", "switch", "unsampled")
-
-    def __init__(self, value: Any, switch: Optional[_Switch] = None) -> None:
-        self.value = value
-        self.switch = switch
-        self.users = 1
-        self.unsampled = False  # whether we wrapped the provider's sampler (record_unsampled)
-
-
-_registry_lock = threading.RLock()
-_processors: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
-_meters: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
-_idle_switches: "weakref.WeakKeyDictionary[Any, _Switch]" = weakref.WeakKeyDictionary()
-
-
-def acquire_processor(provider: TracerProvider, sampler: Optional[Sampler] = None) -> CarbonSpanProcessor:
-    """The :class:`CarbonSpanProcessor` on ``provider``, added now if it has none of ours."""
-    with _registry_lock:
-        slot = _processors.get(provider)
-        if slot is not None:
-            slot.users += 1
-            return slot.value  # type: ignore[no-any-return]
-        processor = CarbonSpanProcessor(sampler=sampler)
-        switch = _idle_switches.pop(provider, None)
-        if switch is not None:  # ours was turned off earlier: turn the same one back on
-            switch.target = processor
-        else:
-            switch = _Switch(processor)
-            provider.add_span_processor(switch)
-        _processors[provider] = _Slot(processor, switch)
-        return processor
-
-
-def release_processor(provider: TracerProvider) -> bool:
-    """Drop one use; the last one turns our processor on ``provider`` off. True if it did."""
-    with _registry_lock:
-        slot = _processors.get(provider)
-        if slot is None:
-            return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _processors[provider]
-        if slot.unsampled:
-            record_unsampled.uninstall(provider)
-        assert slot.switch is not None
-        slot.switch.shutdown()
-        _idle_switches[provider] = slot.switch
-        return True
-
-
-def record_unsampled_roots(provider: TracerProvider, instruments: Any) -> None:
-    """With the meter on ``provider``'s spans: wrap its sampler so that dropped local roots
-    are recorded for the metrics, never exported (:mod:`otel_carbon.record_unsampled`),
-    unless ``OTEL_CARBON_RECORD_UNSAMPLED=off``. Undone when our processor is released."""
-    if instruments is None or not config.record_unsampled():
-        return
-    with _registry_lock:
-        slot = _processors.get(provider)
-        if slot is not None and not slot.unsampled:
-            slot.unsampled = record_unsampled.install(provider, children=instruments.spans == "all")
-
-
-def metrics_class() -> Any:
-    """``otel_carbon.metrics.CarbonMetrics``, or None (logged once) when it cannot load."""
-    try:
-        from otel_carbon.metrics import CarbonMetrics
-    except ImportError as exc:
-        warn_once(_logger, "metrics-import", "otel_carbon: meter instruments unavailable (%r); spans only", exc)
-        return None
-    return CarbonMetrics
-
-
-def acquire_metrics(
-    meter_provider: Any,
-    processor: Optional[CarbonSpanProcessor],
-    sampler: Optional[Sampler] = None,
-    span_attribute_allowlist: Sequence[str] = (),
-) -> Any:
-    """The ``CarbonMetrics`` on ``meter_provider``, made now if it has none (None if the
-    metrics module is unavailable)."""
-    with _registry_lock:
-        slot = _meters.get(meter_provider)
-        if slot is not None:
-            slot.users += 1
-            if processor is not None:
-                slot.value.attach(processor)  # idempotent
-            return slot.value
-        cls = metrics_class()
-        if cls is None:
-            return None
-        instruments = cls(meter_provider, sampler=sampler, span_attribute_allowlist=tuple(span_attribute_allowlist))
-        if processor is not None:
-            instruments.attach(processor)
-        _meters[meter_provider] = _Slot(instruments)
-        return instruments
-
-
-def check_allowlist(span_attribute_allowlist: Any) -> None:
-    """ValueError (naming the argument) unless it is a list of attribute names the meter
-    accepts: checked before anything is set up."""
-    if isinstance(span_attribute_allowlist, (str, bytes)) or not all(
-        isinstance(x, str) for x in as_list(span_attribute_allowlist, "span_attribute_allowlist")
-    ):
-        raise ValueError(f"span_attribute_allowlist must be a list of attribute names, got {span_attribute_allowlist!r}")
-    try:
-        from otel_carbon.metrics._spans import build_allowlist
-    except ImportError:
-        return
-    build_allowlist(span_attribute_allowlist, ())  # raises ValueError for URL / id attributes
-
-
-def release_metrics(meter_provider: Any) -> bool:
-    with _registry_lock:
-        slot = _meters.get(meter_provider)
-        if slot is None:
-            return False
-        slot.users -= 1
-        if slot.users > 0:
-            return False
-        del _meters[meter_provider]
-    slot.value.shutdown()
-    return True
-
-
-# -- configure() ------------------------------------------------------------------------
 
 
 class CarbonSetup:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from otel_carbon.cli import main
-from otel_carbon.report_data import ReadStats, read_spans
+from otel_carbon.cli.span_lines import ReadStats, read_spans
 
 T0 = 1_700_000_000_000_000_000
 

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from otel_carbon import attributes as A
 from otel_carbon.cli import main
 from otel_carbon.exporters.otlp_json import OtlpJsonFileSpanExporter
-from otel_carbon.report_data import read_spans
+from otel_carbon.cli.span_lines import read_spans
 
 T0 = 1_700_000_000_000_000_000
 

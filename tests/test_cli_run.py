@@ -13,9 +13,9 @@ import time
 import pytest
 
 from otel_carbon import attributes as R
+from otel_carbon.cli.span_lines import read_spans
 from otel_carbon.data import load_table
 from otel_carbon.intensity import resolve_intensity
-from otel_carbon.report_data import read_spans
 from otel_carbon.sensors.cpu_model import ccf_params
 
 APP = textwrap.dedent(
@@ -352,3 +352,14 @@ def test_ctrl_c_in_a_terminal_is_not_sent_to_the_program_a_second_time(tmp_path)
     outside = subprocess.run([sys.executable, "-c", FORWARD_CHECK], stdin=subprocess.DEVNULL, capture_output=True,
                              text=True, start_new_session=True, timeout=60)
     assert outside.stdout.split() == ["passed", "on", "passed", "on"], outside.stderr
+
+
+def test_the_programs_start_up_code_loads_no_subcommand():
+    """What ``run`` injects into a Python program imports otel_carbon.cli.run_child: the
+    package's command-line parser and its subcommands stay out of the program."""
+    code = (
+        "import sys, otel_carbon.cli.run_child; "
+        "print(sorted(m for m in sys.modules if m.startswith('otel_carbon.cli') or m == 'argparse'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "['otel_carbon.cli', 'otel_carbon.cli.run_child']", out.stdout

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_carbon
 from otel_carbon import attributes as A
+from otel_carbon import provider_registry
 from otel_carbon import sampler as sampler_module
-from otel_carbon import setup as carbon_setup
 from otel_carbon.instrumentor import CarbonInstrumentor
 
 try:
@@ -126,7 +126,7 @@ def test_configure_under_the_instrumentor_adds_nothing_twice(app, instrumentor):
     setup = otel_carbon.configure(service_name="x")
     assert setup.tracer_provider is tracer_provider and not setup.owns_tracer_provider
     processors = tracer_provider._active_span_processor._span_processors  # one of ours, not two
-    assert sum(isinstance(p, carbon_setup._Switch) for p in processors) == 1
+    assert sum(type(p).__module__.startswith("otel_carbon.") for p in processors) == 1
     with trace.get_tracer("t").start_as_current_span("shared"):
         _busy()
     _assert_figures(spans.get_finished_spans()[-1].attributes)
@@ -154,7 +154,7 @@ def test_a_failing_part_never_breaks_the_application(app, instrumentor, monkeypa
         def __init__(self, *args, **kwargs):
             raise RuntimeError("meter exploded")
 
-    monkeypatch.setattr(carbon_setup, "metrics_class", lambda: Broken)
+    monkeypatch.setattr(provider_registry, "metrics_class", lambda: Broken)
     with caplog.at_level(logging.WARNING, logger="otel_carbon"):
         instrumentor.instrument()  # does not raise
     assert any("meter exploded" in r.getMessage() for r in caplog.records)
@@ -163,7 +163,7 @@ def test_a_failing_part_never_breaks_the_application(app, instrumentor, monkeypa
     _assert_figures(spans.get_finished_spans()[-1].attributes)  # spans keep their figures
     instrumentor.uninstrument()
 
-    monkeypatch.setattr(carbon_setup, "acquire_processor", Broken)
+    monkeypatch.setattr(provider_registry, "acquire_processor", Broken)
     instrumentor.instrument()  # the processor itself fails: logged, the app goes on
     with trace.get_tracer("t").start_as_current_span("plain"):
         _busy(10)

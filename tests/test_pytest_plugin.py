@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 
-from otel_carbon.report_data import read_spans
+from otel_carbon.cli.span_lines import read_spans
 
 pytest_plugins = ["pytester"]
 

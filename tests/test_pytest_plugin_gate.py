@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from otel_carbon.pytest_plugin import gate
-from otel_carbon.report_data import Group
+from otel_carbon.cli.report_data import Group
 
 PRICE = 3.0  # J per CPU-second
 

@@ -23,6 +23,7 @@ import otel_carbon
 from otel_carbon import _log
 from otel_carbon import attributes as A
 from otel_carbon import config
+from otel_carbon import provider_registry
 from otel_carbon import sampler as sampler_module
 from otel_carbon import exporter_names
 from otel_carbon import setup as carbon_setup
@@ -329,7 +330,7 @@ def test_a_failing_meter_leaves_the_spans_working(fresh_otel, monkeypatch, caplo
     def broken(*args, **kwargs):
         raise RuntimeError("meter exploded")
 
-    monkeypatch.setattr(carbon_setup, "metrics_class", lambda: broken)
+    monkeypatch.setattr(provider_registry, "metrics_class", lambda: broken)
     memory = InMemorySpanExporter()
     with caplog.at_level(logging.WARNING, logger="otel_carbon"):
         setup = otel_carbon.configure(traces_exporter=memory, metrics_exporter=InMemoryMetricReader())
@@ -368,3 +369,50 @@ def test_each_process_gets_its_own_service_instance_id(fresh_otel, monkeypatch):
     )
     assert setup.tracer_provider.resource.attributes["service.instance.id"] == "w1"
     setup.shutdown()
+
+
+def test_configure_racing_get_sampler_in_many_threads_shares_one_sampler(fresh_otel):
+    """configure() (which builds the sampler from its Resource) and code that takes the
+    process-wide sampler (a processor, a tracker), at once in many threads with no sampler
+    yet: everyone gets the same one and no second sampler thread runs. Several rounds, with
+    the threads changing hands as often as the interpreter allows."""
+    import sys
+    import threading
+
+    def race() -> "tuple[list, list]":
+        before = set(threading.enumerate())
+        gate = threading.Barrier(16)
+        got, setups = [], []
+
+        def build() -> None:
+            gate.wait(10)
+            setups.append(otel_carbon.configure(traces_exporter="none", metrics=False, set_global=False))
+            got.append(setups[-1].sampler)
+
+        def take() -> None:
+            gate.wait(10)
+            got.append(sampler_module.get_sampler())
+
+        threads = [threading.Thread(target=build if i % 2 else take) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        threads_now = [t for t in threading.enumerate() if t not in before and t.name == "otel-carbon-sampler"]
+        for setup in setups:
+            setup.shutdown()
+        for sampler in {id(s): s for s in got}.values():
+            sampler.shutdown()
+        sampler_module.set_sampler(None)
+        return got, threads_now
+
+    switch_s = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        rounds = [race() for _ in range(8)]
+    finally:
+        sys.setswitchinterval(switch_s)
+    for got, sampler_threads in rounds:
+        assert len(got) == 16
+        assert len(sampler_threads) == 1, f"{len(sampler_threads)} sampler threads ran at once"
+        assert all(s is got[0] for s in got)

@@ -283,3 +283,26 @@ def test_without_any_sdk_the_figures_still_exist(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok estimated")
+
+
+def test_a_detached_run_is_a_child_of_its_parent_and_never_the_current_span(ccf_sampler, traced):
+    from opentelemetry import trace
+
+    from otel_carbon.track.api import start_detached_run
+
+    provider, exporter = traced
+    tracer = provider.get_tracer("t")
+    outer = tracer.start_span("outer")
+    stop = start_detached_run("program", trace.set_span_in_context(outer), **opts(ccf_sampler, provider))
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing was made current
+    with tracer.start_as_current_span("request"):
+        burn_cpu_s(0.02)
+    first = stop()
+    assert stop() is None  # once only
+    outer.end()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    program, request = spans["program"], spans["request"]
+    assert program.parent is not None and program.parent.span_id == outer.get_span_context().span_id
+    assert request.parent is None  # the request keeps its own trace
+    assert first is not None and first.scope == "process" and first.final
+    assert program.attributes[A.RUN_ID] == first.run_id and first.cpu_time_s >= 0.02

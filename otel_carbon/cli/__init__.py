@@ -11,21 +11,15 @@ closed pipe (``| head``) ends quietly, anything unexpected is one line on stderr
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from otel_carbon import __version__
-from otel_carbon.cli import compare as _compare
-from otel_carbon.cli import intensity as _intensity
-from otel_carbon.cli import report as _report
-from otel_carbon.cli import run as _run
-from otel_carbon.cli import sensors as _sensors
-from otel_carbon.cli._common import HelpFormatter
 
-_COMMANDS = (_sensors, _intensity, _run, _report, _compare)
+if TYPE_CHECKING:
+    import argparse
 
 _EPILOG = """examples:
   otel-carbon run -- python app.py          energy and CO2e of a program, per span, zero code
@@ -40,6 +34,13 @@ input; run: the command's own code (128+N when signal N ended it).
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The subcommands load here, not on import: ``otel-carbon run`` starts its Python
+    # programs with otel_carbon.cli.run_child, which needs none of them.
+    import argparse
+
+    from otel_carbon.cli import compare, intensity, report, run, sensors
+    from otel_carbon.cli._common import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="otel-carbon",
         description="Energy and CO2e of Python services, per OpenTelemetry span.",
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"otel-carbon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _COMMANDS:
+    for module in (sensors, intensity, run, report, compare):
         module.add_parser(sub)
     return parser
 

@@ -32,17 +32,9 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon.cli._common import HelpFormatter, epilog, error
-from otel_carbon.report_data import (
-    Group,
-    ReadStats,
-    dumps,
-    format_energy,
-    format_grams,
-    group_spans,
-    read_spans,
-    run_wrapper_ids,
-)
-from otel_carbon.units_text import format_number
+from otel_carbon.cli.report_data import Group, dumps, group_spans, run_wrapper_ids
+from otel_carbon.cli.span_lines import ReadStats, read_spans
+from otel_carbon.units_text import format_energy, format_grams, format_number
 
 
 def _percent(text: str) -> float:

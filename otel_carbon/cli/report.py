@@ -17,18 +17,9 @@ import sys
 from typing import Any, Dict, List
 
 from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
-from otel_carbon.report_data import (
-    ReadStats,
-    SpanRecord,
-    counted_once,
-    dumps,
-    format_energy,
-    format_grams,
-    group_spans,
-    ranked,
-    read_spans,
-)
-from otel_carbon.units_text import format_seconds
+from otel_carbon.cli.report_data import counted_once, dumps, group_spans, ranked
+from otel_carbon.cli.span_lines import ReadStats, SpanRecord, read_spans
+from otel_carbon.units_text import format_energy, format_grams, format_seconds
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -150,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if any(r["method"] != "measured" for r in rows):
             print("Figures marked estimated come from power models, not hardware counters (ESTIMATED).")
     if args.html:
-        from otel_carbon.report_html import write_html
+        from otel_carbon.cli.report_html import write_html
 
         try:
             write_html(args.html, spans, rows, source=args.file)

@@ -4,7 +4,7 @@
   ``#!`` line names Python) are instrumented with zero code: a ``sitecustomize.py`` put
   first on ``PYTHONPATH`` instruments the installed libraries (as ``opentelemetry-instrument``
   does), sets up tracing with our processor and writes the spans as OTLP JSON lines to a
-  file the parent reads at the end (see :mod:`otel_carbon.run_child`).
+  file the parent reads at the end (see :mod:`otel_carbon.cli.run_child`).
 * **Every command** (Python or not) is also measured from outside as one span over its
   process tree: the CPU time of the child and the descendants it waited for
   (``getrusage(RUSAGE_CHILDREN)``) x the price of a CPU-second over the run's window, from
@@ -20,7 +20,7 @@ signal N ended it: 143 for SIGTERM, 130 for SIGINT; 127 when the command is not 
 
 Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to us are passed to the child, and we wait
 for it to finish, then print the summary. A Python child flushes its spans before it dies
-of the signal (see :mod:`otel_carbon.run_child`). Ctrl-C in a terminal already reaches the
+of the signal (see :mod:`otel_carbon.cli.run_child`). Ctrl-C in a terminal already reaches the
 child (it is in our process group, the terminal's foreground), so we do not send it a
 second time then.
 """
@@ -41,7 +41,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon import attributes as A
 from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
-from otel_carbon.report_data import ReadStats, SpanRecord, bounded_lines, dumps, group_spans, iter_spans, ranked
+from otel_carbon.cli.report_data import dumps, group_spans, ranked
+from otel_carbon.cli.span_lines import ReadStats, SpanRecord, bounded_lines, iter_spans
 from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds, format_si
 
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?[a-z]?$")
@@ -100,7 +101,7 @@ def is_python(command: List[str]) -> bool:
 
 def _child_env(spans_path: str, boot_dir: str, name: str, traceparent: str, command: List[str],
                auto_instrument: bool) -> Dict[str, str]:
-    from otel_carbon.run_child import (
+    from otel_carbon.cli.run_child import (
         ENV_AUTO_INSTRUMENT,
         ENV_NAME,
         ENV_SPANS_FILE,
@@ -245,7 +246,7 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
     start_offset = os.path.getsize(spans_path) if os.path.exists(spans_path) else 0  # --output appends
     env = None
     if python:
-        from otel_carbon.run_child import SITECUSTOMIZE
+        from otel_carbon.cli.run_child import SITECUSTOMIZE
 
         boot_dir = os.path.join(work, "boot")
         os.mkdir(boot_dir)

@@ -29,7 +29,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from otel_carbon.report_data import Group, format_energy
+from otel_carbon.cli.report_data import Group
+from otel_carbon.units_text import format_energy
 
 Z = 3.0
 MAD_TO_SD = 1.4826

@@ -14,8 +14,10 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from otel_carbon import attributes as A
+from otel_carbon.cli.report_data import group_spans, ranked
+from otel_carbon.cli.span_lines import SpanRecord
 from otel_carbon.pytest_plugin.gate import Comparison
-from otel_carbon.report_data import SpanRecord, format_energy, format_grams, group_spans, ranked
+from otel_carbon.units_text import format_energy, format_grams
 
 _METHODS = {
     A.MEASURED: "measured (hardware energy counters)",
@@ -134,7 +136,7 @@ def write_report(kind: str, path: str, lines: Sequence[str], records: Sequence[S
             fh.write(markdown(records, comparison))
     else:
         from otel_carbon.cli.report import summary_rows
-        from otel_carbon.report_html import write_html
+        from otel_carbon.cli.report_html import write_html
 
         write_html(path, list(records), summary_rows(list(records)), source="pytest")
 

@@ -78,13 +78,13 @@ class CarbonSession:
         if self.worker:
             self.config.workeroutput[_OUTPUT_KEY] = self.lines
             return result
-        from otel_carbon.report_data import iter_spans
+        from otel_carbon.cli.span_lines import iter_spans
 
         self.records = list(iter_spans(self.lines))
         options = self.options
         if self.base is not None:
             from otel_carbon.pytest_plugin import gate
-            from otel_carbon.report_data import group_spans
+            from otel_carbon.cli.report_data import group_spans
 
             self.comparison = gate.compare(group_spans(self.base), group_spans(self.records), options.min_cpu_s)
             if gate.judge(self.comparison, options.fail_over, options.fail_over_test):
@@ -126,7 +126,7 @@ class CarbonSession:
 
 
 def _read_baseline(path: str) -> List[Any]:
-    from otel_carbon.report_data import read_spans
+    from otel_carbon.cli.span_lines import read_spans
 
     try:
         spans = read_spans(path)

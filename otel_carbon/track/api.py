@@ -163,3 +163,32 @@ def track_emissions(fn: Optional[Callable[..., Any]] = None, *, project_name: Op
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+# -- a run beside the application's spans --------------------------------------------------------
+
+
+def start_detached_run(name: str, parent: Any = None, **options: Any) -> Callable[[], Optional[EmissionsResult]]:
+    """Start a run whose span is a child of ``parent`` (an OpenTelemetry ``Context``;
+    default: the current one) and is never made the current span, so the spans opened
+    while it runs keep their own traces (``otel-carbon run`` measures a whole program this
+    way). ``options`` as for :class:`EmissionsTracker`. Returns ``stop()``, which ends the
+    run (the first call only) and returns its result, or None when the run could not start."""
+    from opentelemetry import context as otel_context
+
+    cfg = _Config(name, options.pop("project_name", name), options, attach=False)
+    token = otel_context.attach(parent) if parent is not None else None
+    try:
+        run = _start(cfg)
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+    lock = threading.Lock()
+    pending = [run]
+
+    def stop() -> Optional[EmissionsResult]:
+        with lock:
+            started, pending[0] = pending[0], None
+        return _finish(cfg, started, True) if started is not None else None
+
+    return stop

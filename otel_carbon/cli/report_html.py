@@ -13,7 +13,8 @@ import datetime
 import html
 from typing import Any, Dict, List, Sequence, Tuple
 
-from otel_carbon.report_data import SpanRecord, counted_once, time_series
+from otel_carbon.cli.report_data import counted_once, time_series
+from otel_carbon.cli.span_lines import SpanRecord
 from otel_carbon.units_text import format_energy, format_grams, format_seconds, format_si
 
 _STYLE = """

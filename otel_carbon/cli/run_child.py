@@ -77,7 +77,7 @@ def _otel_carbon_run_boot():
         if ours is not None:
             sys.modules["sitecustomize"] = ours
     try:
-        from otel_carbon.run_child import boot
+        from otel_carbon.cli.run_child import boot
     except Exception as exc:
         sys.stderr.write("otel-carbon run: this Python cannot import otel_carbon (%r); "
                          "measuring the program as a process only\\n" % (exc,))
@@ -212,13 +212,11 @@ def boot(env: Optional[Mapping[str, str]] = None) -> None:
     if not path:
         return
     try:
-        from opentelemetry import context as otel_context
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         from otel_carbon import attributes as R
         from otel_carbon.exporters.otlp_json import OtlpJsonFileSpanExporter
-        from otel_carbon.track._config import _Config
-        from otel_carbon.track._runs import _finish, _start
+        from otel_carbon.track.api import start_detached_run
 
         _auto_instrument(env)
         # Imported now, not at the first export: an import during interpreter exit makes a
@@ -228,13 +226,8 @@ def boot(env: Optional[Mapping[str, str]] = None) -> None:
 
         setup = _setup(OtlpJsonFileSpanExporter(path), env)
         name = env.get(ENV_NAME) or " ".join(sys.argv) or "python"
-        cfg = _Config(name, name, {"scope": R.SCOPE_PROCESS, "save_to_file": False}, attach=False)
         parent = TraceContextTextMapPropagator().extract({"traceparent": env.get(ENV_TRACEPARENT, "")})
-        token = otel_context.attach(parent)
-        try:
-            run = _start(cfg)
-        finally:
-            otel_context.detach(token)
+        stop_run = start_detached_run(name, parent, scope=R.SCOPE_PROCESS, save_to_file=False)
     except Exception as exc:  # noqa: BLE001 - never stop the program
         sys.stderr.write(f"otel-carbon run: could not instrument this program ({exc!r}); measuring it as a process only\n")
         return
@@ -245,8 +238,7 @@ def boot(env: Optional[Mapping[str, str]] = None) -> None:
             return
         done.append(True)
         try:
-            if run is not None:
-                _finish(cfg, run, True)
+            stop_run()
             setup.force_flush(timeout_millis)
         except Exception as exc:  # noqa: BLE001
             sys.stderr.write(f"otel-carbon run: could not export the program's spans ({exc!r})\n")
