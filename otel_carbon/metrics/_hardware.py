@@ -10,8 +10,9 @@ history the sampler thread hands over after each tick (:meth:`HardwareMeter.on_t
 * ``hw.power`` is the mean power over the trailing :data:`POWER_WINDOW_NS` (one tick is
   too short for models fed by ``/proc/stat``'s 10 ms ticks). Not reported while the ledger
   is stale (sampler stopped or stalled): no number beats a wrong one.
-* ``carbon.process.energy`` is the active energy charged to this process (``charged_by_j``
-  per component; the process's GPU share), and ``carbon.process.emissions`` its CO2e,
+* ``carbon.process.energy`` is the active energy charged to this process
+  (:func:`otel_carbon.attribution.process_charge`: per component; the process's GPU
+  share), and ``carbon.process.emissions`` its CO2e,
   integrated tick by tick with the intensity in force (PUE applied, like spans).
 """
 
@@ -27,6 +28,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
+from otel_carbon.attribution import emissions_g, process_charge, total_j
 from otel_carbon.ledger import Tick
 
 _logger = logging.getLogger("otel_carbon")
@@ -175,12 +177,12 @@ class HardwareMeter:
             recent.append((tick.t_ns, energies))
             while len(recent) > 2 and tick.t_ns - recent[1][0] >= POWER_WINDOW_NS:
                 recent.popleft()
-            proc_j = tick.charged_j + tick.gpu_proc_j
-            g_per_j = tick.g_per_j
+            charged = process_charge(tick)
+            proc_j = charged.total_j
             if self._proc_j is None:
-                self.process_emissions_g = proc_j * g_per_j
-            else:
-                self.process_emissions_g += max(proc_j - self._proc_j, 0.0) * g_per_j
+                self.process_emissions_g = charged.emissions_g
+            else:  # each interval at the intensity in force at its end
+                self.process_emissions_g += emissions_g(max(proc_j - self._proc_j, 0.0), tick.g_per_j)
             self._proc_j = proc_j
             self._last = tick
 
@@ -240,12 +242,13 @@ class HardwareMeter:
             yield Observation(idle, idle_attrs)
 
     def _process_energy(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
-        charged = tick.charged_by_j
-        if len(charged) == len(layout.components):
+        charged = process_charge(tick)
+        by_j = charged.energy_j
+        if len(by_j) == len(layout.components):
             for attrs, indices in layout.process:
-                yield Observation(sum(charged[i] for i in indices), attrs)
+                yield Observation(total_j(by_j[i] for i in indices), attrs)
         if layout.process_gpu is not None:
-            yield Observation(tick.gpu_proc_j, layout.process_gpu)
+            yield Observation(charged.gpu_j, layout.process_gpu)
 
     def _process_emissions(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(self.process_emissions_g, layout.method)
