@@ -14,6 +14,9 @@ history the sampler thread hands over after each tick (:meth:`HardwareMeter.on_t
   (:func:`otel_carbon.attribution.process_charge`: per component; the process's GPU
   share), and ``carbon.process.emissions`` its CO2e,
   integrated tick by tick with the intensity in force (PUE applied, like spans).
+* ``carbon.offload.late`` is the CPU time of work handed to other threads that finished
+  after its span ended (:func:`otel_carbon.offload.late_work`): part of the unattributed
+  share, counted so a reader sees how much fire-and-forget work there is.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_carbon import attributes as A
+from otel_carbon import offload
 from otel_carbon._log import warn_once
 from otel_carbon.attribution import emissions_g, process_charge, total_j
 from otel_carbon.ledger import Tick
@@ -144,6 +148,11 @@ class HardwareMeter:
             description="Sampler intervals longer than a counter's wrap period at the highest plausible "
             "power (the sampler was starved); energy in them may be short by whole counter ranges",
         )
+        meter.create_observable_counter(
+            A.OFFLOAD_LATE, [observe(self._late_work)], unit=A.UNIT_S,
+            description="CPU time of work handed off by spans that ended before it finished (fire-and-forget); "
+            "charged to no span",
+        )
         latest = sampler.ledger.latest
         if latest is not None:
             self.on_tick(latest)
@@ -255,6 +264,9 @@ class HardwareMeter:
 
     def _gaps(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(self._sampler.long_gaps)
+
+    def _late_work(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
+        yield Observation(offload.late_work()[1])
 
     def _intensity(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(tick.intensity.g_per_kwh, {A.ZONE: tick.intensity.zone})
