@@ -23,18 +23,22 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
-def interleaved(variants: Dict[str, Callable[[int], None]], n: int, rounds: int) -> Dict[str, List[float]]:
+def interleaved(
+    variants: Dict[str, Callable[[int], None]], n: int, rounds: int, timer: Callable[[], float] = time.perf_counter
+) -> Dict[str, List[float]]:
     """Run every variant ``rounds`` times, alternating their order each round; return the
-    per-call seconds of each run (so drift on a shared machine hits all variants alike)."""
+    per-call seconds of each run (so drift on a shared machine hits all variants alike).
+    ``timer``: wall time by default; ``time.process_time`` (the process's CPU time, all its
+    threads) when other work on the machine makes wall time mostly waiting."""
     names = list(variants)
     results: Dict[str, List[float]] = {name: [] for name in names}
     for r in range(rounds):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
             gc.collect()
-            start = time.perf_counter()
+            start = timer()
             variants[name](n)
-            results[name].append((time.perf_counter() - start) / n)
+            results[name].append((timer() - start) / n)
     return results
 
 

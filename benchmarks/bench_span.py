@@ -1,6 +1,6 @@
 """Per-span cost with and without CarbonSpanProcessor, side by side in one run.
 
-    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--no-rapl]
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--no-rapl] [--cpu-time]
 
 Two host layouts: this machine's sensors (on a VM, one modelled CPU component), and a
 RAPL-shaped host with package and DRAM counters (a fake powercap tree under a temporary
@@ -13,12 +13,21 @@ when it is available. Variants run interleaved, order alternating each round; th
 and their ratio to the bare provider are printed. ``--floor`` adds two reference variants:
 a second processor whose hooks are C no-ops, and the same with the one thread-clock read a
 span end needs (what no exact per-span CPU time can go below).
+
+The "unsampled" group prices a request the trace sampler drops (a root span under a sampler
+that drops everything, ``ParentBased(ALWAYS_OFF)``): bare, it is a ``NonRecordingSpan``;
+with carbon + metrics and :class:`~otel_carbon.record_unsampled.RecordUnsampled` (what
+``configure()`` installs), it is recorded for the meter and not exported. The difference is
+the cost of counting an unsampled request. ``--cpu-time`` times with the process's CPU time
+instead of wall time (for a machine that other work keeps busy).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from pathlib import Path
 import tempfile
 from typing import Callable, Dict, Sequence, Tuple
@@ -37,8 +46,10 @@ class NoopExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def provider(carbon: bool, metrics: bool = False, sampler: object = None) -> TracerProvider:
-    tp = TracerProvider()
+def provider(carbon: bool, metrics: bool = False, sampler: object = None, drop_all: bool = False) -> TracerProvider:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    tp = TracerProvider(sampler=ParentBased(ALWAYS_OFF) if drop_all else None)
     # The batch processor with its defaults, as services run it (it keeps up here: no span
     # is dropped). A bigger queue keeps more spans alive and makes every span slower through
     # garbage collection, which only hides what we add.
@@ -55,6 +66,10 @@ def provider(carbon: bool, metrics: bool = False, sampler: object = None) -> Tra
             from otel_carbon.metrics import CarbonMetrics
 
             meter = CarbonMetrics(MeterProvider(metric_readers=[InMemoryMetricReader()])).attach(processor)
+            if drop_all:
+                from otel_carbon import record_unsampled
+
+                record_unsampled.install(tp)
             # what is still queued for the metrics at the end of a run is recorded inside the
             # timing: the meter's whole cost counts
             tp.drain = meter.drain  # type: ignore[attr-defined]
@@ -126,6 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--floor", action="store_true", help="add the no-op and clock-read reference variants")
     parser.add_argument("--no-rapl", action="store_true", help="leave out the RAPL-shaped (CPU + DRAM) host")
+    parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU time (a loaded machine)")
     args = parser.parse_args()
     try:
         import otel_carbon.metrics  # noqa: F401
@@ -153,10 +169,12 @@ def main() -> None:
         with_metrics = provider(True, metrics=True)
         variants["start_span/end: + carbon + metrics"] = plain(with_metrics)
         variants["start_as_current_span: + carbon + metrics"] = current(with_metrics)
+        variants["unsampled: bare (dropped)"] = plain(provider(False, drop_all=True))
+        variants["unsampled: + carbon + metrics, recorded"] = plain(provider(True, metrics=True, drop_all=True))
     for v in variants.values():  # warm up
         v(2000)
     try:
-        results = interleaved(variants, args.spans, args.rounds)
+        results = interleaved(variants, args.spans, args.rounds, time.process_time if args.cpu_time else time.perf_counter)
     finally:
         if driver is not None:
             driver.stop()
@@ -165,9 +183,16 @@ def main() -> None:
         p = tp.carbon  # type: ignore[attr-defined]
         compiled = p._hooks is not None and p._layout.compiled
         print(f"{name}: {[n for n, _ in p._layout.components]}, span path {'compiled' if compiled else 'Python'}")
-    print(f"{args.spans} spans x {args.rounds} rounds, medians")
+    print(f"{args.spans} spans x {args.rounds} rounds, medians of {'process CPU' if args.cpu_time else 'wall'} time")
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))
+    if have_metrics:
+        unsampled = {k: v for k, v in results.items() if k.startswith("unsampled")}
+        print("\n".join(summary(unsampled, "unsampled: bare (dropped)")))
+        cost_us = (statistics.median(unsampled["unsampled: + carbon + metrics, recorded"])
+                   - statistics.median(unsampled["unsampled: bare (dropped)"])) * 1e6
+        bare_us = statistics.median(results["start_span/end: bare"]) * 1e6
+        print(f"cost of counting an unsampled request: +{cost_us:.2f} us ({cost_us / bare_us:.2f} of a bare sampled span)")
 
 
 if __name__ == "__main__":

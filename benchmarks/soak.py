@@ -203,8 +203,8 @@ def metric_span_count(reader: InMemoryMetricReader) -> int:
     for rm in data.resource_metrics if data else ():
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                if metric.name == A.SPAN_ENERGY:
-                    count += sum(p.count for p in metric.data.data_points)
+                if metric.name == A.SPAN_COUNT:
+                    count += sum(p.value for p in metric.data.data_points)
     return count
 
 

@@ -38,8 +38,8 @@ SERVICE_NAME = "service.name"
 
 # Prometheus names of the application's meter (OTel name + unit suffix, _total for counters).
 APP_METRICS: Tuple[Tuple[str, str], ...] = (
-    ("span energy (J)", "carbon_span_energy_joules_sum"),
-    ("spans in the span energy histogram", "carbon_span_energy_joules_count"),
+    ("span energy (J)", "carbon_span_energy_joules_total"),
+    ("spans summed in the span energy", "carbon_span_count_total"),
     ("span CO2e (g)", "carbon_span_emissions_grams_total"),
     ("hardware energy (J)", "hw_energy_joules_total"),
     ("process energy (J)", "carbon_process_energy_joules_total"),

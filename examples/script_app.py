@@ -3,7 +3,7 @@
 It only uses the OpenTelemetry *API*. Run it under auto-instrumentation and every span
 carries energy and CO2e, with nothing in the code about it:
 
-    pip install otel-carbon opentelemetry-distro
+    pip install -c .ci/constraints-newest.txt . opentelemetry-distro     # in a clone of the repository
     OTEL_SERVICE_NAME=script-app OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none \\
         opentelemetry-instrument python examples/script_app.py [--jobs 3] [--rounds 50000]
 

@@ -124,9 +124,18 @@ UNIT_GAPS = "{gap}"
 OFFLOAD_LATE = "carbon.offload.late"
 UNIT_S = "s"
 
-# Per span, with low-cardinality attributes only.
-SPAN_ENERGY = "carbon.span.energy"  # histogram, J (carbon.energy.total of each span)
-SPAN_EMISSIONS = "carbon.span.emissions"  # counter, g CO2e (carbon.emissions of each span)
+# Per span, with low-cardinality attributes only: sums kept by the meter, published at
+# collection time (asynchronous counters; see otel_carbon/metrics/_spans.py).
+SPAN_ENERGY = "carbon.span.energy"  # counter, J (sum of carbon.energy.total of the spans)
+SPAN_EMISSIONS = "carbon.span.emissions"  # counter, g CO2e (sum of carbon.emissions)
+SPAN_COUNT = "carbon.span.count"  # counter, {span}: spans summed into the two above
+#: histogram, J, one value per span (opt-in: OTEL_CARBON_METRIC_HISTOGRAM=on)
+SPAN_ENERGY_DISTRIBUTION = "carbon.span.energy_distribution"
+#: counter, {span}: spans whose attribute set was folded into the overflow set (cardinality cap)
+SPAN_OVERFLOW = "carbon.span.overflow"
+UNIT_SPANS = "{span}"
+#: the attribute of the overflow set (the name the OpenTelemetry SDKs use for theirs)
+METRIC_OVERFLOW = "otel.metric.overflow"
 SPAN_NAME = "span.name"  # the span's name, as the collector's spanmetrics connector calls it
 HTTP_ROUTE = "http.route"
 HTTP_REQUEST_METHOD = "http.request.method"
@@ -146,6 +155,9 @@ METRICS = {
     GRID_INTENSITY: ("gauge", UNIT_G_PER_KWH),
     SAMPLER_GAPS: ("counter", UNIT_GAPS),
     OFFLOAD_LATE: ("counter", UNIT_S),
-    SPAN_ENERGY: ("histogram", UNIT_J),
+    SPAN_ENERGY: ("counter", UNIT_J),
     SPAN_EMISSIONS: ("counter", UNIT_G),
+    SPAN_COUNT: ("counter", UNIT_SPANS),
+    SPAN_OVERFLOW: ("counter", UNIT_SPANS),
+    SPAN_ENERGY_DISTRIBUTION: ("histogram", UNIT_J),
 }

@@ -305,6 +305,34 @@ def metric_spans() -> str:
     return env_choice(OTEL_CARBON_METRIC_SPANS, "local_root", "local_root", "all")
 
 
+OTEL_CARBON_METRIC_HISTOGRAM = "OTEL_CARBON_METRIC_HISTOGRAM"
+"""``off`` (default) or ``on``: also record ``carbon.span.energy_distribution``, a histogram
+of each recorded span's energy (p95 per route). It costs one SDK ``Histogram.record`` per
+recorded span (~3 us plus ~0.7 us per attribute), on the sampler thread."""
+OTEL_CARBON_METRIC_CARDINALITY_LIMIT = "OTEL_CARBON_METRIC_CARDINALITY_LIMIT"
+"""Most attribute sets per per-span instrument, the overflow set included (default 2000);
+spans with a new set beyond it are summed into the set ``otel.metric.overflow=true``."""
+OTEL_CARBON_RECORD_UNSAMPLED = "OTEL_CARBON_RECORD_UNSAMPLED"
+"""``on`` (default): where ``configure()`` or the ``carbon`` instrumentor adds the meter, the
+tracer provider's sampler is wrapped so that the local root spans it drops are recorded
+(``RECORD_ONLY``: seen by span processors, never exported) and the per-route metrics count
+every request; ``off``: the sampler is left as it is (metrics then see sampled spans only)."""
+
+DEFAULT_METRIC_CARDINALITY_LIMIT = 2000
+
+
+def metric_histogram() -> bool:
+    return env_choice(OTEL_CARBON_METRIC_HISTOGRAM, "off", "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
+
+
+def metric_cardinality_limit() -> int:
+    return int(env_number(OTEL_CARBON_METRIC_CARDINALITY_LIMIT, DEFAULT_METRIC_CARDINALITY_LIMIT))  # type: ignore[arg-type]
+
+
+def record_unsampled() -> bool:
+    return env_choice(OTEL_CARBON_RECORD_UNSAMPLED, "on", "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
+
+
 # -- Documented ranges (docs/configuration.md shows this table) ------------------------------
 #: Per-host watts: a constant draw, an idle draw or a CPU's TDP above this is a unit error.
 MAX_HOST_POWER_W = 100_000.0
@@ -325,4 +353,5 @@ RANGES: Dict[str, Range] = {
     OTEL_CARBON_PUE: Range(1, 5, ""),
     OTEL_CARBON_INTENSITY_REFRESH: Range(MIN_INTENSITY_REFRESH_S, MAX_INTENSITY_REFRESH_S, "s"),
     OTEL_CARBON_INTENSITY_TIMEOUT: Range(0.1, 60.0, "s"),
+    OTEL_CARBON_METRIC_CARDINALITY_LIMIT: Range(1, 100_000, integer=True),
 }

@@ -8,7 +8,10 @@ providers set and adds to them:
 
 * :class:`~otel_carbon.processor.CarbonSpanProcessor` to the global SDK ``TracerProvider``;
 * the meter instruments (``otel_carbon.metrics.CarbonMetrics``) to the global SDK
-  ``MeterProvider``, unless ``OTEL_CARBON_METRICS=off``.
+  ``MeterProvider``, unless ``OTEL_CARBON_METRICS=off``; with them, the tracer provider's
+  sampler (``OTEL_TRACES_SAMPLER``) is wrapped so that dropped local roots still reach the
+  metrics, never the exporters (:mod:`otel_carbon.record_unsampled`,
+  ``OTEL_CARBON_RECORD_UNSAMPLED=off`` to not).
 
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=carbon`` turns it off (OpenTelemetry's own switch).
 With no SDK provider (the API's proxy: no distro or configurator ran, or the application
@@ -116,6 +119,8 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 instruments = None
             if instruments is not None:
                 self._meter_provider = sdk_mp
+                if sdk_tp is not None:
+                    setup.record_unsampled_roots(sdk_tp, instruments)
         _logger.debug("otel_carbon: carbon instrumentor added to %s / %s", type(tp).__name__, type(mp).__name__)
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -12,6 +12,10 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
   ever fails, the span is exported unchanged and we log once.
 * **Wrapping** (public API only) -- ``CarbonSpanProcessor(BatchSpanProcessor(exporter))``:
   the wrapped processors receive, in ``on_end``, a copy of the span with our attributes.
+  They are the exporting route, so they get *sampled* spans only: a recorded but unsampled
+  span (``RECORD_ONLY``, e.g. a request :mod:`otel_carbon.record_unsampled` keeps for the
+  metrics) gets figures and reaches the meter, never the wrapped processors. A processor
+  that wants unsampled spans goes on the provider beside ours.
 
 Attribution (see docs/attribution.md and :mod:`otel_carbon.attribution`, the one function
 that prices a span): a span pays ``carbon.cpu.time x price`` per component, where the price
@@ -209,8 +213,9 @@ class CarbonSpanProcessor(SpanProcessor):
                 self._drop_oldest()
         except Exception as exc:  # noqa: BLE001 - never raise into the application
             warn_once(_logger, "on_start", "otel_carbon: on_start failed: %r", exc)
-        for p in self._wrapped:
-            p.on_start(span, parent_context=parent_context)
+        if self._wrapped and span.context.trace_flags.sampled:  # see the module docstring
+            for p in self._wrapped:
+                p.on_start(span, parent_context=parent_context)
 
     def box_for(self, span: Any) -> Optional[offload.Box]:
         """Where work that ``span`` hands to another thread is counted (see
@@ -254,10 +259,11 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def _on_ending(self, span: Span) -> None:
         if self._wrapped:
-            for p in self._wrapped:
-                hook = getattr(p, "_on_ending", None)
-                if hook is not None:
-                    hook(span)
+            if span.context.trace_flags.sampled:
+                for p in self._wrapped:
+                    hook = getattr(p, "_on_ending", None)
+                    if hook is not None:
+                        hook(span)
             return
         try:
             values = self._figures(span)
@@ -288,8 +294,9 @@ class CarbonSpanProcessor(SpanProcessor):
         else:
             if self._listeners:
                 self._notify(enriched, values)
-        for p in self._wrapped:
-            p.on_end(enriched)
+        if span.context.trace_flags.sampled:
+            for p in self._wrapped:
+                p.on_end(enriched)
 
     def _figures(self, span: Any) -> Dict[str, Any]:
         """The carbon attributes for a span that is ending now on this thread."""

@@ -28,6 +28,10 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   exporters are left alone; an exporter passed explicitly is added to it too. A meter
   provider takes its readers at creation, so ``metrics_exporter`` cannot be added to an
   existing one (logged once).
+* **Every request counts**: with the meter on, the tracer provider's sampler (the one
+  ``OTEL_TRACES_SAMPLER`` chose, or the application's) is wrapped so that the local roots it
+  drops are recorded for the metrics but never exported (:mod:`otel_carbon.record_unsampled`;
+  ``OTEL_CARBON_RECORD_UNSAMPLED=off`` leaves it alone).
 * **Exit is bounded**: the providers made here are flushed at interpreter exit for at most
   2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
   not answer by then is named in one warning.
@@ -64,7 +68,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_carbon import _exit, config
+from otel_carbon import _exit, config, record_unsampled
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
 from otel_carbon.sampler import Sampler, get_sampler, set_sampler
@@ -134,12 +138,13 @@ class _Switch(SpanProcessor):
 
 
 class _Slot:
-    __slots__ = ("value", "users", "switch")
+    __slots__ = ("value", "users", "switch", "unsampled")
 
     def __init__(self, value: Any, switch: Optional[_Switch] = None) -> None:
         self.value = value
         self.switch = switch
         self.users = 1
+        self.unsampled = False  # whether we wrapped the provider's sampler (record_unsampled)
 
 
 _registry_lock = threading.RLock()
@@ -176,10 +181,24 @@ def release_processor(provider: TracerProvider) -> bool:
         if slot.users > 0:
             return False
         del _processors[provider]
+        if slot.unsampled:
+            record_unsampled.uninstall(provider)
         assert slot.switch is not None
         slot.switch.shutdown()
         _idle_switches[provider] = slot.switch
         return True
+
+
+def record_unsampled_roots(provider: TracerProvider, instruments: Any) -> None:
+    """With the meter on ``provider``'s spans: wrap its sampler so that dropped local roots
+    are recorded for the metrics, never exported (:mod:`otel_carbon.record_unsampled`),
+    unless ``OTEL_CARBON_RECORD_UNSAMPLED=off``. Undone when our processor is released."""
+    if instruments is None or not config.record_unsampled():
+        return
+    with _registry_lock:
+        slot = _processors.get(provider)
+        if slot is not None and not slot.unsampled:
+            slot.unsampled = record_unsampled.install(provider, children=instruments.spans == "all")
 
 
 def metrics_class() -> Any:
@@ -616,6 +635,8 @@ def _build(
         if meter_provider is not None:
             try:
                 instruments = acquire_metrics(meter_provider, processor, sampler, allowlist)
+                if processor is not None:
+                    record_unsampled_roots(tracer_provider, instruments)
             except Exception as exc:  # noqa: BLE001 - spans keep working without the meter
                 warn_once(_logger, "metrics-setup", "otel_carbon: meter instruments could not be added: %r", exc)
     setup = CarbonSetup(

@@ -1,7 +1,8 @@
 """A loopback HTTP server that answers like Jaeger v2's query API v3 (``/api/v3/traces``).
 
-No Jaeger can be installed here (not in Debian or PyPI), so ``collector/verify.py``'s Jaeger
-half is tested against this server. It follows Jaeger's documented v3 HTTP gateway
+It keeps ``collector/verify.py``'s Jaeger half testable without Go (the real Jaeger of
+test_collector_e2e.py needs a Go build); that test also checks, on the real Jaeger, the
+answers this server gives. It follows Jaeger's documented v3 HTTP gateway
 (jaegertracing/jaeger ``cmd/jaeger/internal/extension/jaegerquery/internal/apiv3/http_gateway.go``
 and the ``api_v3`` query service proto):
 

@@ -1,6 +1,8 @@
 """An instrumented Flask app for the Prometheus test: two routes with a 1:4 CPU cost, the
 official Flask instrumentation, a CarbonSpanProcessor, and the Prometheus exporter's HTTP
-server, all on loopback."""
+server, all on loopback. With a ``trace_sampler``, it is wrapped as ``configure()`` does
+(:mod:`otel_carbon.record_unsampled`); ``recorded`` keeps every span that ended recording
+(sampled or not), ``spans`` the exported ones."""
 
 from __future__ import annotations
 
@@ -11,17 +13,29 @@ from flask import Flask
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import start_http_server
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from otel_carbon import record_unsampled
 from otel_carbon.metrics import CarbonMetrics
 from otel_carbon.processor import CarbonSpanProcessor
 
 LIGHT_ITERATIONS = 15_000
 COST = {"/light": 1, "/heavy": 4}
+
+
+class RecordedSpans(SpanProcessor):
+    """Keeps every span that ends recording, sampled or not (behind a drop-in
+    CarbonSpanProcessor, with its figures)."""
+
+    def __init__(self) -> None:
+        self.spans: list = []
+
+    def on_end(self, span: Any) -> None:
+        self.spans.append(span)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -53,12 +67,16 @@ def make_app() -> Flask:
 class InstrumentedApp:
     """The app served by werkzeug on 127.0.0.1 (threaded), metrics on the exporter's server."""
 
-    def __init__(self, sampler: Any) -> None:
+    def __init__(self, sampler: Any, trace_sampler: Any = None) -> None:
         self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
+        self.recorded = RecordedSpans()
+        self.tracer_provider = TracerProvider(sampler=trace_sampler)
+        if trace_sampler is not None:
+            record_unsampled.install(self.tracer_provider)
         self.processor = CarbonSpanProcessor(sampler=sampler)
         self.tracer_provider.add_span_processor(self.processor)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.tracer_provider.add_span_processor(self.recorded)
         self.reader = PrometheusMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.carbon = CarbonMetrics(self.meter_provider, sampler=sampler).attach(self.processor)

@@ -5,7 +5,7 @@ job, ``scrape_interval`` 1 s) and a temporary storage directory, waits until ``/
 answers, and stops it (then removes both) on :meth:`PrometheusServer.stop`::
 
     with PrometheusServer(["127.0.0.1:9464"]) as prom:
-        prom.query('sum by (http_route) (carbon_span_energy_joules_sum)')
+        prom.query('sum by (http_route) (carbon_span_energy_joules_total)')
 
 Queries go through Prometheus's HTTP API (``/api/v1/query``) with no proxy.
 """
@@ -47,8 +47,11 @@ def http_get(url: str, timeout_s: float = 5.0) -> bytes:
 
 
 class PrometheusServer:
-    def __init__(self, targets: Sequence[str], scrape_interval_s: int = 1, binary: Optional[str] = None) -> None:
+    def __init__(self, targets: Sequence[str], scrape_interval_s: int = 1, binary: Optional[str] = None,
+                 honor_labels: bool = False) -> None:
+        """``honor_labels``: keep the targets' own ``job`` (as collector/prometheus/prometheus.yml)."""
         self.targets = list(targets)
+        self.honor_labels = honor_labels
         self.scrape_interval_s = scrape_interval_s
         self.binary = binary or prometheus_binary()
         self.port: Optional[int] = None
@@ -71,7 +74,8 @@ class PrometheusServer:
             json.dump(
                 {
                     "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
-                    "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": self.targets}]}],
+                    "scrape_configs": [{"job_name": JOB, "honor_labels": self.honor_labels,
+                                        "static_configs": [{"targets": self.targets}]}],
                 },
                 fh,
             )

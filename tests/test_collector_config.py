@@ -21,13 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 COLLECTOR = ROOT / "collector"
 COLLECTOR_CONFIGS = sorted(COLLECTOR.glob("otelcol-*.yaml"))
 COMPOSE = COLLECTOR / "docker-compose.yaml"
-OTELCOL_VERSION = "0.149.0"
+OTELCOL_VERSION = "0.156.0"
 
 TOP_LEVEL = {"receivers", "processors", "exporters", "connectors", "extensions", "service"}
 SERVICE_KEYS = {"pipelines", "extensions", "telemetry"}
 PIPELINE_KEYS = {"receivers", "processors", "exporters"}
 SIGNALS = {"traces", "metrics", "logs", "profiles"}
-# The component types these files use, all in otelcol-contrib 0.149.0.
+# The component types these files use, all in otelcol-contrib 0.156.0.
 KNOWN_TYPES = {
     "receivers": {"otlp"},
     "processors": {"batch", "memory_limiter", "deltatocumulative"},
@@ -125,6 +125,12 @@ def config_problems(config: Any) -> List[str]:
     return problems
 
 
+def env_default(value: str) -> str:
+    """The default of a ``${env:VAR:-default}`` value (the collector's syntax), else the value."""
+    match = re.fullmatch(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
 def test_there_are_collector_configs():
     names = {p.name for p in COLLECTOR_CONFIGS}
     assert {"otelcol-config.yaml", "otelcol-cloudwatch.yaml"} <= names, names
@@ -136,7 +142,7 @@ def test_collector_config_structure(path):
     assert config_problems(config) == []
     # in a container the receivers must listen on every interface (the default is localhost)
     for protocol in config["receivers"]["otlp"]["protocols"].values():
-        assert protocol["endpoint"].startswith("0.0.0.0:"), protocol
+        assert env_default(protocol["endpoint"]).startswith("0.0.0.0:"), protocol
     assert f"otelcol-contrib {OTELCOL_VERSION}" in path.read_text(encoding="utf-8")
 
 
@@ -171,16 +177,16 @@ def test_jaeger_and_prometheus_wiring_matches_compose():
     config = load_yaml(COLLECTOR / "otelcol-config.yaml")
     compose = load_yaml(COMPOSE)
     services = compose["services"]
-    host, port = config["exporters"]["otlp_grpc/jaeger"]["endpoint"].rsplit(":", 1)
+    host, port = env_default(config["exporters"]["otlp_grpc/jaeger"]["endpoint"]).rsplit(":", 1)
     assert host in services and port == "4317"  # Jaeger v2 takes OTLP gRPC on 4317
     assert services[host]["image"].startswith("jaegertracing/jaeger:2.")
-    exporter_port = config["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    exporter_port = env_default(config["exporters"]["prometheus"]["endpoint"]).rsplit(":", 1)[1]
     scrape = load_yaml(COLLECTOR / "prometheus" / "prometheus.yml")["scrape_configs"]
     targets = [t for job in scrape for sc in job["static_configs"] for t in sc["targets"]]
     assert targets == [f"otelcol:{exporter_port}"]
     assert all(job.get("honor_labels") is True for job in scrape)  # keep the exporter's job label
     app_env = services["app"]["environment"]
-    http_port = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].rsplit(":", 1)[1]
+    http_port = env_default(config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]).rsplit(":", 1)[1]
     assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otelcol:{http_port}"
     assert app_env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
 
@@ -204,6 +210,9 @@ def test_compose_file():
     assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
     assert services["prometheus"]["image"].startswith("prom/prometheus:v3.")
     assert services["grafana"]["image"].startswith("grafana/grafana:12.")
+    for name, service in services.items():  # a local demo: nothing published beyond loopback
+        for published in service.get("ports", []):
+            assert published.startswith("127.0.0.1:"), (name, published)
     mounts = dict(v.split(":")[:2] for v in services["otelcol"]["volumes"])
     assert services["otelcol"]["command"] == [f"--config={mounts['./otelcol-config.yaml']}"]
     build = services["app"]["build"]
@@ -320,3 +329,34 @@ def test_cloudwatch_dashboard_body():
         # a dimension name with anything but letters and digits must be double-quoted
         for raw in search["quoted"]:
             assert re.fullmatch(r"[A-Za-z0-9]+", raw) or re.fullmatch(r'"[^"]+"', raw), raw
+
+
+def go_requires(go_mod: Path) -> Dict[str, str]:
+    """module -> version of the ``require`` lines of a go.mod."""
+    text = go_mod.read_text(encoding="utf-8")
+    return dict(re.findall(r"^\s*(?:require\s+)?([\w./-]+\.[\w./-]+) (v[\w.+-]+)(?:\s*//.*)?$", text, re.M))
+
+
+def test_the_e2e_collector_is_the_release_the_configs_name():
+    """collector/e2e/otelcol builds exactly the components the configs use, all of one release."""
+    requires = go_requires(COLLECTOR / "e2e" / "otelcol" / "go.mod")
+    assert requires["go.opentelemetry.io/collector/otelcol"] == f"v{OTELCOL_VERSION}"
+    contrib = "github.com/open-telemetry/opentelemetry-collector-contrib/"
+    main_go = (COLLECTOR / "e2e" / "otelcol" / "main.go").read_text(encoding="utf-8")
+    imported = set(re.findall(r'"((?:go\.opentelemetry\.io/collector|github\.com/open-telemetry)[^"]*)"', main_go))
+    components = {m for m in imported if re.fullmatch(r"[a-z0-9]+(receiver|processor|exporter|connector)", m.rsplit("/", 1)[-1])}
+    for module in components:
+        assert requires[module] == f"v{OTELCOL_VERSION}", module
+    # one factory per component type the configs use (awsemf excepted: not buildable here)
+    used = set()
+    for path in COLLECTOR_CONFIGS:
+        config = load_yaml(path)
+        for section in ("receivers", "processors", "exporters", "connectors"):
+            used |= {component_type(c) for c in config.get(section, {})}
+    names = {m.rsplit("/", 1)[-1] for m in components}
+    wanted = {"otlp": "otlpreceiver", "memory_limiter": "memorylimiterprocessor", "batch": "batchprocessor",
+              "deltatocumulative": "deltatocumulativeprocessor", "otlp_grpc": "otlpexporter",
+              "prometheus": "prometheusexporter", "signal_to_metrics": "signaltometricsconnector"}
+    assert used == set(wanted) | {"awsemf"}, used
+    assert names == set(wanted.values()), names
+    assert any(m.startswith(contrib) for m in components)

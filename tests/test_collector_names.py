@@ -8,9 +8,10 @@
   meter runs here (the Flask app of the Meter tests), the Debian ``prometheus`` scrapes it, and
   every name a dashboard uses must be in ``/api/v1/label/__name__/values``, every query must
   run, and every query on the app's metrics must return series. The connector's metrics are
-  only made by a real collector (not installable here): their names are derived from the YAML
-  with the OpenTelemetry -> Prometheus naming rules, which are first checked against what the
-  real Prometheus shows for the app's own metrics.
+  only made by a collector: here their names are derived from the YAML with the OpenTelemetry
+  -> Prometheus naming rules, first checked against what the real Prometheus shows for the
+  app's own metrics; tests/test_collector_e2e.py runs the real collector and checks that the
+  derived names are exactly the ones it produces.
 * ``verify.py``'s Prometheus half runs against that same real Prometheus.
 """
 
@@ -149,8 +150,10 @@ def test_promql_helpers_find_names_and_labels():
 
 
 def test_naming_rules_follow_the_specification():
-    assert prometheus_names("carbon.span.energy", "J", "histogram") == [
-        "carbon_span_energy_joules_bucket", "carbon_span_energy_joules_sum", "carbon_span_energy_joules_count"]
+    assert prometheus_names("carbon.span.energy_distribution", "J", "histogram") == [
+        "carbon_span_energy_distribution_joules_bucket", "carbon_span_energy_distribution_joules_sum",
+        "carbon_span_energy_distribution_joules_count"]
+    assert prometheus_names("carbon.span.energy", "J", "counter") == ["carbon_span_energy_joules_total"]
     assert prometheus_names("carbon.traces.spans", "{span}", "counter") == ["carbon_traces_spans_total"]
     assert prometheus_names("carbon.grid.intensity", "g/kWh", "gauge") == ["carbon_grid_intensity_grams_per_kWh"]
     assert prometheus_names("carbon.x", "g", "gauge") == ["carbon_x_grams"]  # a non-monotonic sum: no _total
@@ -291,9 +294,9 @@ def stack():
             ready = Stack(app, prom)
             deadline = time.monotonic() + WAIT_S
             while True:  # every request counted, and at least two scrapes of it (for rate())
-                counts = prom.query("sum by (http_route) (carbon_span_energy_joules_count)")
+                counts = prom.query("sum by (http_route) (carbon_span_count_total)")
                 done = {r["metric"].get("http_route"): float(r["value"][1]) for r in counts}
-                samples = prom.query("count_over_time(carbon_span_energy_joules_count[30s])")
+                samples = prom.query("count_over_time(carbon_span_count_total[30s])")
                 power = prom.query("hw_power_watts")
                 if (all(done.get(route) == REQUESTS_PER_ROUTE for route in COST) and power
                         and samples and min(float(r["value"][1]) for r in samples) >= 2):
@@ -316,7 +319,8 @@ def test_naming_rules_give_what_the_real_prometheus_shows(stack):
     assert shown <= derived, sorted(shown - derived)
     # every instrument this meter reports here (no GPU: all of them today), with all its series
     reported = {m for m, names in APP_PROM_NAMES.items() if set(names) & shown}
-    assert {A.SPAN_ENERGY, A.SPAN_EMISSIONS, A.HW_ENERGY, A.HW_POWER, A.GRID_INTENSITY, A.PROCESS_ENERGY} <= reported
+    assert {A.SPAN_ENERGY, A.SPAN_EMISSIONS, A.SPAN_COUNT, A.SPAN_OVERFLOW, A.HW_ENERGY, A.HW_POWER, A.GRID_INTENSITY,
+            A.PROCESS_ENERGY} <= reported
     for metric in reported:
         assert set(APP_PROM_NAMES[metric]) <= shown, metric
 
@@ -440,13 +444,13 @@ def test_verify_prometheus_half_on_the_real_prometheus(stack):
     assert report["ok"], report
     metrics = report["metrics"]
     assert set(metrics) == {name for _, name in verify.APP_METRICS}
-    energy = metrics[prometheus_names(A.SPAN_ENERGY, "J", "histogram")[1]]["value"]
+    energy = metrics[prometheus_names(A.SPAN_ENERGY, "J", "counter")[0]]["value"]
     grams = metrics[prometheus_names(A.SPAN_EMISSIONS, "g", "counter")[0]]["value"]
     assert energy == pytest.approx(sum(s.attributes[A.ENERGY_TOTAL] for s in spans), rel=1e-9)
     assert grams == pytest.approx(sum(s.attributes[A.EMISSIONS] for s in spans), rel=1e-9)
-    assert metrics[prometheus_names(A.SPAN_ENERGY, "J", "histogram")[2]]["value"] == len(spans)
+    assert metrics[prometheus_names(A.SPAN_COUNT, A.UNIT_SPANS, "counter")[0]]["value"] == len(spans)
 
-    # with the connector's metrics required: no collector here, so they are missing
+    # with the connector's metrics required: this stack has no collector, so they are missing
     report = verify.check_prometheus(stack.prom.url, JOB, include_connector=True)
     assert not report["ok"]
     missing = {n for n, e in report["metrics"].items() if not e["ok"]}

@@ -1,7 +1,8 @@
-"""``collector/verify.py``'s Jaeger half, against a loopback server that answers like Jaeger
-v2's ``/api/v3/traces`` (``tests/jaeger_fake.py``; no Jaeger can be installed here), serving
-spans that our processor really enriched, encoded to OTLP JSON by the OTLP exporter's own
-encoder. The Prometheus half runs against a real Prometheus in test_collector_names.py."""
+"""``collector/verify.py``'s Jaeger half without Go: against a loopback server that answers
+like Jaeger v2's ``/api/v3/traces`` (``tests/jaeger_fake.py``), serving spans that our
+processor really enriched, encoded to OTLP JSON by the OTLP exporter's own encoder. These
+cover its error paths quickly; test_collector_e2e.py runs ``verify.py`` on the real Jaeger
+(and checks there the answers this stand-in imitates) and the real Prometheus."""
 
 from __future__ import annotations
 

@@ -61,12 +61,14 @@ def child_env(receiver: Any, protocol: str = "grpc", **extra: str) -> Dict[str, 
 class Proc:
     """A subprocess in its own process group, with its output in a temporary file."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path = REPO, stdin: Any = None) -> None:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path = REPO, stdin: Any = None,
+                 stdout: Any = None) -> None:
+        """``stdout``: a file for the standard output alone (default: with stderr, in the log)."""
         self._log = tempfile.TemporaryFile(mode="w+b")
         self.argv = list(argv)
         self.popen = subprocess.Popen(
-            self.argv, cwd=str(cwd), env=dict(env), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=stdin, start_new_session=True,
+            self.argv, cwd=str(cwd), env=dict(env), stdout=self._log if stdout is None else stdout,
+            stderr=subprocess.STDOUT if stdout is None else self._log, stdin=stdin, start_new_session=True,
         )
 
     @property

@@ -140,12 +140,14 @@ class CountingExporter(SpanExporter):
         self.delay_s = delay_s
         self.fail = fail  # None | "raise" | "failure"
         self.gate = gate
+        self.export_threads: set = set()  # threading.get_ident() of each thread that exported
         self._lock = threading.Lock()
 
     def export(self, spans):
         with self._lock:
             self.calls += 1
             self.received.extend(spans)
+            self.export_threads.add(threading.get_ident())
         if self.gate is not None:
             self.gate.wait(10.0)  # bounded: a test that forgets to open the gate still ends
         if self.delay_s:
@@ -230,10 +232,10 @@ class Pipeline:
         return out
 
     def span_metric_counts(self) -> Dict[str, int]:
-        """carbon.span.energy histogram counts by carbon.method."""
+        """carbon.span.count by carbon.method."""
         counts: Dict[str, int] = defaultdict(int)
-        for attrs, point in self.points().get(A.SPAN_ENERGY, []):
-            counts[attrs.get(A.METHOD)] += point.count
+        for attrs, point in self.points().get(A.SPAN_COUNT, []):
+            counts[attrs.get(A.METHOD)] += point.value
         return dict(counts)
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -521,10 +523,11 @@ def test_wrap_missed_while_the_sampler_is_starved_by_a_gil_holding_call(tmp_path
     assert cpu.max_read_interval_s() == pytest.approx(range_j / MAX_ZONE_POWER_W / 2)
     sampler = make_sampler(sensors, interval_s=0.02)
     p = Pipeline(sampler)
-    # calibrate the GIL-holding call to ~4 wrap periods on this machine
-    t0 = time.perf_counter()
+    # calibrate the GIL-holding call to ~4 wrap periods of this thread's CPU time (wall time
+    # is at least that; calibrating on wall time under load made the call too short)
+    t0 = time.thread_time()
     _gil_holding_loop(2_000_000)
-    per_item_s = (time.perf_counter() - t0) / 2_000_000
+    per_item_s = (time.thread_time() - t0) / 2_000_000
     n = int(4 * range_j / watts / per_item_s)
     try:
         with CounterDriver({zone: watts}) as driver:
@@ -633,9 +636,7 @@ def test_slow_exporter_flush_and_shutdown_with_pending_spans_twice(ccf_sampler, 
     bsp = {"max_export_batch_size": 64, "schedule_delay_millis": 5000, "max_queue_size": 4096}
     p = Pipeline(ccf_sampler, exporter=exporter, batch=True, wrapping=wrapping, bsp=bsp)
     n = 600
-    t0 = time.monotonic()
     p.run(n, "req")
-    span_path_s = time.monotonic() - t0
     assert len(exporter.received) < n  # still pending in the batch queue
     flush = p.carbon.force_flush if wrapping else p.provider.force_flush
     ok, took = bounded(lambda: flush(10_000), 15)
@@ -654,8 +655,8 @@ def test_slow_exporter_flush_and_shutdown_with_pending_spans_twice(ccf_sampler, 
         assert span.attributes[A.METHOD] == A.ESTIMATED
         assert_sane_figures(span.attributes)
     assert p.span_metric_counts() == {A.ESTIMATED: n + 200}
-    # the application's span path did not wait for the slow exporter
-    assert span_path_s < n / 64 * exporter.delay_s
+    # the application's span path did not wait for the slow exporter: it never exported
+    assert exporter.export_threads and threading.get_ident() not in exporter.export_threads
     p.metrics.shutdown()
     p.meter_provider.shutdown()
 
@@ -784,18 +785,28 @@ def test_fork_with_the_sampler_running_and_spans_open_in_the_parent():
 # -- many threads ----------------------------------------------------------------------------------
 
 
-def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
-    n_threads, per_thread, handoff_every = 16, 2000, 10
-    p = Pipeline(ccf_sampler)
+def _many_threads_run(sampler: Sampler, n_threads: int, per_thread: int, handoff_every: int, tick_every: int):
+    """16 threads start and end spans at once; every tenth span is ended by another thread,
+    and the workers take a sampler reading now and then, concurrently with the spans and the
+    sampler thread. Returns the pipeline, each worker's own CPU time, and the longest wait
+    between two readings during the run (s)."""
+    p = Pipeline(sampler)
     handoff: "queue.Queue[Any]" = queue.Queue()
     barrier = threading.Barrier(n_threads + 2)
     done = threading.Barrier(n_threads + 2)
     own_cpu: Dict[str, float] = {}
+    tick_ns: List[int] = []
+    started_ns: List[int] = []
+    last_end_ns: List[int] = []
+    listener = lambda tick: tick_ns.append(time.monotonic_ns())  # noqa: E731
 
     def worker(k: int) -> None:
         barrier.wait(30)
+        started_ns.append(time.monotonic_ns())
         t0 = time.thread_time()
         for i in range(per_thread):
+            if i % tick_every == 0:
+                sampler.tick()  # besides the sampler thread, which 16 busy threads can starve
             if i % handoff_every == 0:
                 handoff.put(p.start_span(f"w{k}-handoff-{i}"))  # ended by the ender thread
             else:
@@ -810,18 +821,47 @@ def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
         while ended < n_threads * per_thread // handoff_every:
             handoff.get(timeout=30).end()
             ended += 1
+            if ended % (tick_every // handoff_every) == 0:
+                sampler.tick()
+        last_end_ns.append(time.monotonic_ns())
         done.wait(60)
 
     threads = [threading.Thread(target=worker, args=(k,), name=f"w{k}") for k in range(n_threads)]
     threads.append(threading.Thread(target=ender, name="ender"))
-    with caplog.at_level(logging.WARNING):
-        for t in threads:
-            t.start()
-        barrier.wait(30)
-        done.wait(120)
-        for t in threads:
-            t.join(30)
+    sampler.add_tick_listener(listener)
+    for t in threads:
+        t.start()
+    barrier.wait(30)
+    done.wait(120)
+    for t in threads:
+        t.join(30)
+    sampler.remove_tick_listener(listener)
     assert not any(t.is_alive() for t in threads)
+    # from the first worker's start (it reads before its first span) to the last span's end
+    first_ns = min(started_ns)
+    edges = [first_ns, *(t for t in tick_ns if first_ns < t < last_end_ns[0]), last_end_ns[0]]
+    return p, own_cpu, max(b - a for a, b in zip(edges, edges[1:])) / 1e9
+
+
+def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
+    """No span lost or duplicated, every figure sane and ``estimated``, the right clock.
+
+    A span that ends while the ledger is older than ``stale_after_s`` says ``unavailable``,
+    rightly; but on a loaded 2-core machine 16 busy threads can starve the sampler thread for
+    that long (seen: 3 ticks in 19 s). Staleness is tested elsewhere; here the workers also take
+    readings, and a run in which readings were still more than ``stale_after_s`` apart (the
+    whole process starved) is run again, at most three times. Every assertion below holds for
+    a run in which the ledger stayed fresh."""
+    n_threads, per_thread, handoff_every, tick_every = 16, 2000, 10, 250
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            p, own_cpu, longest_gap_s = _many_threads_run(ccf_sampler, n_threads, per_thread, handoff_every, tick_every)
+            if longest_gap_s < ccf_sampler.stale_after_s:
+                break
+            p.close()
+            caplog.clear()
+        else:
+            pytest.fail(f"the sampler thread was starved for {longest_gap_s:.1f} s in each of 3 runs")
     total = n_threads * per_thread
     assert p.started == total
     assert len(p.exporter.received) == total
@@ -840,9 +880,12 @@ def test_many_threads_starting_and_ending_spans_at_once(ccf_sampler, caplog):
     for name, used in own_cpu.items():
         assert own_sum[name] <= used + 1e-3, (name, own_sum[name], used)
     assert p.carbon.open_spans == 0 and p.carbon.dropped_open_spans == 0
-    assert p.span_metric_counts() == {A.ESTIMATED: total}
+    # every span is counted; their names are unique here, so all but the first 1,999 (the
+    # cardinality limit) are in the overflow set, which has no carbon.method (logged once)
+    assert p.span_metric_counts() == {A.ESTIMATED: 1999, None: total - 1999}
     assert p.metrics.dropped_spans == 0
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "otel.metric.overflow=true" in warnings[0], warnings
     p.close()
 
 

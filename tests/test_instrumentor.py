@@ -80,8 +80,8 @@ def test_instrument_adds_to_sdk_providers_and_uninstrument_stops_everything(app,
     with tracer.start_as_current_span("on"):
         _busy()
     _assert_figures(spans.get_finished_spans()[-1].attributes)
-    energy = _points(reader, A.SPAN_ENERGY)
-    assert [p.count for p in energy if p.attributes[A.SPAN_NAME] == "on"] == [1]
+    counted = _points(reader, A.SPAN_COUNT)
+    assert [p.value for p in counted if p.attributes[A.SPAN_NAME] == "on"] == [1]
     assert _points(reader, A.HW_ENERGY)
 
     instrumentor.uninstrument()
@@ -130,7 +130,7 @@ def test_configure_under_the_instrumentor_adds_nothing_twice(app, instrumentor):
     with trace.get_tracer("t").start_as_current_span("shared"):
         _busy()
     _assert_figures(spans.get_finished_spans()[-1].attributes)
-    assert [p.count for p in _points(reader, A.SPAN_ENERGY) if p.attributes[A.SPAN_NAME] == "shared"] == [1]
+    assert [p.value for p in _points(reader, A.SPAN_COUNT) if p.attributes[A.SPAN_NAME] == "shared"] == [1]
     instrumentor.uninstrument()  # configure() still uses the processor: it stays on
     with trace.get_tracer("t").start_as_current_span("still"):
         _busy()

@@ -119,29 +119,38 @@ def span_sums(spans, by="http.route"):
     return energy, emissions, count
 
 
+def by_set(got, name, key="http.route"):
+    """{value of ``key``: summed point value} of one per-span counter."""
+    out = defaultdict(float)
+    for attrs, point in got[name]:
+        out[attrs.get(key)] += point.value
+    return dict(out)
+
+
 def test_per_route_sums_equal_the_spans_attributes(pipeline):
     run_requests(pipeline.tracer)
     spans = pipeline.exporter.get_finished_spans()
     energy, emissions, count = span_sums(spans)
     assert set(energy) == {"/light", "/heavy"} and all(v > 0 for v in energy.values())
 
-    got, units = points(pipeline.reader)  # no explicit drain: the collection drains first
-    assert units[A.SPAN_ENERGY] == "J" and units[A.SPAN_EMISSIONS] == "g"
-    hist = got[A.SPAN_ENERGY]
-    assert {a["http.route"] for a, _ in hist} == {"/light", "/heavy"}
-    for route in energy:
-        route_points = [p for a, p in hist if a["http.route"] == route]
-        assert sum(p.count for p in route_points) == count[route]
-        assert sum(p.sum for p in route_points) == pytest.approx(energy[route], rel=1e-9)
-        route_counter = [p for a, p in got[A.SPAN_EMISSIONS] if a["http.route"] == route]
-        assert sum(p.value for p in route_counter) == pytest.approx(emissions[route], rel=1e-9)
-    for attrs, _ in hist + got[A.SPAN_EMISSIONS]:
-        assert set(attrs) <= {A.SPAN_NAME, "http.route", "http.request.method", A.METHOD}, attrs
-        assert attrs[A.SPAN_NAME] == f"{attrs['http.request.method']} {attrs['http.route']}"
-        assert attrs[A.METHOD] == A.ESTIMATED
+    got, units = points(pipeline.reader)
+    assert (units[A.SPAN_ENERGY], units[A.SPAN_EMISSIONS], units[A.SPAN_COUNT]) == ("J", "g", "{span}")
+    assert by_set(got, A.SPAN_COUNT) == {route: float(n) for route, n in count.items()}
+    for route, total_j in by_set(got, A.SPAN_ENERGY).items():
+        assert total_j == pytest.approx(energy[route], rel=1e-9)
+    for route, total_g in by_set(got, A.SPAN_EMISSIONS).items():
+        assert total_g == pytest.approx(emissions[route], rel=1e-9)
+    for name in (A.SPAN_ENERGY, A.SPAN_EMISSIONS, A.SPAN_COUNT):
+        assert len(got[name]) == 2  # one set per route: url.full and user.id never reach a metric
+        for attrs, _ in got[name]:
+            assert set(attrs) <= {A.SPAN_NAME, "http.route", "http.request.method", A.METHOD}, attrs
+            assert attrs[A.SPAN_NAME] == f"{attrs['http.request.method']} {attrs['http.route']}"
+            assert attrs[A.METHOD] == A.ESTIMATED
+    assert A.SPAN_ENERGY_DISTRIBUTION not in got  # opt-in
+    assert [p.value for _, p in got[A.SPAN_OVERFLOW]] == [0]
     # the more expensive route costs more (same price, 4x the work)
     assert energy["/heavy"] > energy["/light"]
-    assert pipeline.metrics.dropped_spans == 0
+    assert pipeline.metrics.recorded_spans == len(spans) and pipeline.metrics.dropped_spans == 0
 
 
 def test_wrapping_processor_route(manual_sampler):
@@ -150,10 +159,27 @@ def test_wrapping_processor_route(manual_sampler):
         run_requests(p.tracer, n=5)
         energy, _, count = span_sums(p.exporter.get_finished_spans())
         got, _ = points(p.reader)
-        for route in energy:
-            pts = [pt for a, pt in got[A.SPAN_ENERGY] if a["http.route"] == route]
-            assert sum(pt.count for pt in pts) == count[route] == 5
-            assert sum(pt.sum for pt in pts) == pytest.approx(energy[route], rel=1e-9)
+        assert by_set(got, A.SPAN_COUNT) == {"/light": 5.0, "/heavy": 5.0}
+        for route, total_j in by_set(got, A.SPAN_ENERGY).items():
+            assert total_j == pytest.approx(energy[route], rel=1e-9)
+    finally:
+        p.close()
+
+
+def test_opt_in_histogram_has_one_value_per_span(manual_sampler, monkeypatch):
+    monkeypatch.setenv(config.OTEL_CARBON_METRIC_HISTOGRAM, "on")
+    p = Pipeline(manual_sampler)
+    try:
+        run_requests(p.tracer, n=4)
+        energy, _, count = span_sums(p.exporter.get_finished_spans())
+        assert p.metrics._spans.queued == 8  # recorded by the sampler thread or the collection
+        got, units = points(p.reader)
+        assert units[A.SPAN_ENERGY_DISTRIBUTION] == "J"
+        for attrs, point in got[A.SPAN_ENERGY_DISTRIBUTION]:
+            assert point.count == count[attrs["http.route"]] == 4
+            assert point.sum == pytest.approx(energy[attrs["http.route"]], rel=1e-9)
+        assert {a["http.route"] for a, _ in got[A.SPAN_ENERGY_DISTRIBUTION]} == {"/light", "/heavy"}
+        assert by_set(got, A.SPAN_COUNT) == {"/light": 4.0, "/heavy": 4.0}  # the counters as ever
     finally:
         p.close()
 
@@ -191,6 +217,9 @@ def test_old_http_method_and_extended_allowlist(manual_sampler, monkeypatch):
         ({"span_attribute_allowlist": ["http.target"]}, "span_attribute_allowlist"),
         ({"span_attribute_allowlist": ["session.id"]}, "span_attribute_allowlist"),
         ({"sampler": object()}, "sampler"),
+        ({"cardinality_limit": 0}, "cardinality_limit"),
+        ({"cardinality_limit": 2.5}, "cardinality_limit"),
+        ({"histogram": "on"}, "histogram"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
@@ -207,13 +236,14 @@ def test_bad_meter_provider_and_processor(manual_sampler):
     m.shutdown()
 
 
-def test_full_queue_drops_and_counts_and_unavailable_spans_are_skipped(manual_sampler):
+def test_full_histogram_queue_drops_and_counts_and_unavailable_spans_are_skipped(manual_sampler):
     idle = make_sampler(manual_sampler.sensors, start=False)  # no ticks: no drains, no figures
-    p = Pipeline(idle, max_queue=3)
+    p = Pipeline(idle, max_queue=3, histogram=True)
     try:
         for i in range(2):  # no ledger tick yet: carbon.method=unavailable, nothing to record
             with p.tracer.start_as_current_span("early"):
                 pass
+        assert p.metrics.recorded_spans == 0 and p.metrics._spans.queued == 0
         idle.tick()  # a baseline; ticks of a stopped sampler happen only when called
         p.metrics._spans._queue.clear()
         for i in range(5):
@@ -221,23 +251,24 @@ def test_full_queue_drops_and_counts_and_unavailable_spans_are_skipped(manual_sa
                 burn(500)
         assert p.metrics.dropped_spans == 2
         got, _ = points(p.reader)
-        assert [pt.count for a, pt in got[A.SPAN_ENERGY]] == [3]
-        assert all(a[A.SPAN_NAME] == "late" for a, _ in got[A.SPAN_ENERGY])
+        assert [pt.count for a, pt in got[A.SPAN_ENERGY_DISTRIBUTION]] == [3]
+        assert all(a[A.SPAN_NAME] == "late" for a, _ in got[A.SPAN_ENERGY_DISTRIBUTION])
+        assert [pt.value for a, pt in got[A.SPAN_COUNT]] == [5]  # the counters miss none
     finally:
         p.close()
         idle.shutdown()
 
 
-def test_each_sampler_tick_drains_the_queue(manual_sampler):
+def test_each_sampler_tick_drains_the_histogram_queue(manual_sampler):
     sampler = manual_sampler
-    p = Pipeline(sampler)
+    p = Pipeline(sampler, histogram=True)
     try:
         for _ in range(4):
             with p.tracer.start_as_current_span("s"):
                 burn(200)
-        assert p.metrics._spans.queued == 4 and p.metrics.recorded_spans == 0
+        assert p.metrics._spans.queued == 4 and p.metrics.recorded_spans == 4
         sampler.tick()  # the tick listener drains on the sampler's thread (here: this one)
-        assert p.metrics._spans.queued == 0 and p.metrics.recorded_spans == 4
+        assert p.metrics._spans.queued == 0
     finally:
         p.close()
 
@@ -336,14 +367,15 @@ def test_shutdown_is_idempotent_detaches_and_silences(manual_sampler):
             burn(500)
         p.metrics.shutdown()
         p.metrics.shutdown()
-        assert p.metrics.recorded_spans == 1  # what was queued was recorded at shutdown
+        assert p.metrics.recorded_spans == 1
         assert p.metrics._tick_listener not in manual_sampler._tick_listeners
         with p.tracer.start_as_current_span("after"):
             burn(500)
-        assert p.metrics.recorded_spans == 1 and not p.metrics._spans._queue
+        assert p.metrics.recorded_spans == 1
         got, _ = points(p.reader)
         for name in (A.HW_ENERGY, A.HW_POWER, A.PROCESS_ENERGY, A.GRID_INTENSITY):
             assert name not in got
+        # the sums so far stay readable (a last collection at the provider's shutdown)
         assert [a[A.SPAN_NAME] for a, _ in got[A.SPAN_ENERGY]] == ["before"]
         with pytest.raises(ValueError, match="shutdown"):
             p.metrics.attach(p.processor)
@@ -379,7 +411,8 @@ for rm in reader.get_metrics_data().resource_metrics:
         for m in sm.metrics:
             got[m.name] = list(m.data.data_points)
 (point,) = got["carbon.span.energy"]
-assert point.count == 1 and abs(point.sum - expected) <= 1e-12 * expected, (point, expected)
+(count,) = got["carbon.span.count"]
+assert count.value == 1 and abs(point.value - expected) <= 1e-12 * expected, (point, expected)
 assert dict(point.attributes)["http.route"] == "/g"
 assert "hw.energy" in got and "carbon.grid.intensity" in got, sorted(got)
 print("OK")
@@ -411,23 +444,25 @@ def test_ledger_charged_by_component_sums_to_charged():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_child_starts_with_an_empty_queue_and_fresh_locks(pipeline):
+def test_forked_child_gets_fresh_locks_and_carries_the_sums_on(pipeline):
     with pipeline.tracer.start_as_current_span("parent-span"):
         burn(200)
-    pipeline.metrics._spans._drain_lock.acquire()  # as if a drain were running at fork time
+    pipeline.metrics._spans._lock.acquire()  # as if a span were being summed at fork time
     try:
         pid = os.fork()
         if pid == 0:  # child: report through the exit status only
             ok = False
             try:
-                ok = not pipeline.metrics._spans._queue
-                with pipeline.tracer.start_as_current_span("child-span"):
+                ok = pipeline.metrics.recorded_spans == 1
+                with pipeline.tracer.start_as_current_span("child-span"):  # the lock was held at fork
                     burn(200)
-                ok = ok and pipeline.metrics.drain() == 1
+                ok = ok and pipeline.metrics.recorded_spans == 2
+                got, _ = points(pipeline.reader)
+                ok = ok and sorted(a[A.SPAN_NAME] for a, _ in got[A.SPAN_ENERGY]) == ["child-span", "parent-span"]
             finally:
                 os._exit(0 if ok else 1)
     finally:
-        pipeline.metrics._spans._drain_lock.release()
+        pipeline.metrics._spans._lock.release()
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     got, _ = points(pipeline.reader)  # the parent still has its own span
@@ -496,7 +531,7 @@ def test_span_metrics_take_local_roots_by_default(manual_sampler, spans, expecte
         assert names == expected_names
         spans_by_name = {s.name: s.attributes for s in p.exporter.get_finished_spans()}
         (root_point,) = [pt for attrs, pt in found["carbon.span.energy"] if attrs["span.name"] == "request"]
-        assert root_point.sum == pytest.approx(spans_by_name["request"]["carbon.energy.total"])
+        assert root_point.value == pytest.approx(spans_by_name["request"]["carbon.energy.total"])
     finally:
         p.close()
 
@@ -504,3 +539,45 @@ def test_span_metrics_take_local_roots_by_default(manual_sampler, spans, expecte
 def test_span_metrics_selection_is_validated(manual_sampler):
     with pytest.raises(ValueError, match="spans"):
         CarbonMetrics(MeterProvider(), sampler=manual_sampler, spans="roots")
+
+
+def test_cardinality_cap_bounds_memory_with_an_overflow_set_and_a_counter(manual_sampler, monkeypatch):
+    """10,000 distinct routes (an allow-listed attribute holding raw URLs, as a misconfigured
+    service would send): the table stops at the limit, the rest is summed into the overflow
+    set, and memory stops growing with the number of distinct values."""
+    import gc
+    import tracemalloc
+
+    monkeypatch.setenv(config.OTEL_CARBON_METRIC_CARDINALITY_LIMIT, "2000")
+    p = Pipeline(manual_sampler, span_attribute_allowlist=["page"])
+    padding = "x" * 400  # a long raw URL: 7,500 of them kept would be ~3 MB
+
+    def requests(first, last):
+        for i in range(first, last):
+            with p.tracer.start_as_current_span("GET", attributes={"page": f"/item/{i}?{padding}"}):
+                pass
+            p.exporter.clear()  # the test's exporter keeps no span
+
+    try:
+        requests(0, 2500)  # past the limit already
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            requests(2500, 10_000)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 500_000, grown  # bounded: 7,500 more distinct values kept would be > 3 MB
+        assert p.metrics._spans.attribute_sets == 2000 and len(p.metrics._spans._cells) == 1999
+        assert p.metrics.recorded_spans == 10_000 and p.metrics.overflowed_spans == 8001
+        got, _ = points(p.reader)
+        for name in (A.SPAN_ENERGY, A.SPAN_EMISSIONS, A.SPAN_COUNT):
+            assert len(got[name]) == 2000, name  # the limit, the overflow set included
+        (overflow,) = [pt for a, pt in got[A.SPAN_COUNT] if a == {A.METRIC_OVERFLOW: True}]
+        assert overflow.value == 8001
+        assert sum(pt.value for _, pt in got[A.SPAN_COUNT]) == 10_000  # no span lost
+        assert [pt.value for _, pt in got[A.SPAN_OVERFLOW]] == [8001]
+    finally:
+        p.close()

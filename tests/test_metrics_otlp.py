@@ -72,18 +72,20 @@ def test_periodic_reader_to_a_real_otlp_grpc_receiver(otlp_receiver):
         expected_g[route] += span.attributes[A.EMISSIONS]
         expected_n[route] += 1
 
-    hist = [p for p in points if p["name"] == A.SPAN_ENERGY]
-    assert {p["kind"] for p in hist} == {"histogram"} and {p["unit"] for p in hist} == {"J"}
-    assert {p["aggregation_temporality"] for p in hist} == {"AGGREGATION_TEMPORALITY_CUMULATIVE"}
+    energy = [p for p in points if p["name"] == A.SPAN_ENERGY]
+    assert {p["kind"] for p in energy} == {"sum"} and {p["unit"] for p in energy} == {"J"}
+    assert all(p["is_monotonic"] for p in energy)
+    assert {p["aggregation_temporality"] for p in energy} == {"AGGREGATION_TEMPORALITY_CUMULATIVE"}
     for route in ("/orders/{id}", "/report"):
-        (point,) = [p for p in hist if p["attributes"]["http.route"] == route]
+        (point,) = [p for p in energy if p["attributes"]["http.route"] == route]
         assert point["attributes"] == {
             A.SPAN_NAME: f"GET {route}", "http.route": route, "http.request.method": "GET", A.METHOD: A.ESTIMATED,
         }
         assert set(point["attribute_kinds"].values()) == {"string_value"}
-        assert point["count"] == expected_n[route] == 10
-        assert point["sum"] == pytest.approx(expected_j[route], rel=1e-9)
-        assert sum(point["bucket_counts"]) == point["count"]
+        assert point["value"] == pytest.approx(expected_j[route], rel=1e-9)
+        (count,) = [p for p in points if p["name"] == A.SPAN_COUNT and p["attributes"]["http.route"] == route]
+        assert count["unit"] == "{span}" and count["value_kind"] == "as_int"
+        assert count["value"] == expected_n[route] == 10
         (grams,) = [p for p in points if p["name"] == A.SPAN_EMISSIONS and p["attributes"]["http.route"] == route]
         assert grams["unit"] == "g" and grams["is_monotonic"]
         assert grams["value"] == pytest.approx(expected_g[route], rel=1e-9)

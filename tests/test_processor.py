@@ -156,18 +156,20 @@ def test_span_ended_on_another_thread_is_charged_the_starting_threads_cpu(ccf_sa
     tracer = provider.get_tracer("test")
     holder = {}
     release = threading.Event()
+    ended = threading.Event()
 
     def starter():
         holder["span"] = tracer.start_span("handoff")
         holder["used"] = burn_cpu_s(0.03)
         release.set()
-        time.sleep(0.3)  # stays alive while the other thread ends the span
+        ended.wait(30)  # stays alive until the other thread has ended the span (however loaded the machine)
 
     t = threading.Thread(target=starter)
     t.start()
     release.wait(5)
     burn_cpu_s(0.05)  # the ending thread's own work must not count
     holder["span"].end()
+    ended.set()
     t.join()
     (finished,) = exporter.get_finished_spans()
     assert finished.attributes[A.CPU_CLOCK] == "other_thread"

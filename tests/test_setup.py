@@ -125,8 +125,9 @@ def test_configure_exports_spans_and_metrics_from_env(otlp_receiver, fresh_otel,
     names = {m["name"] for m in otlp_receiver.metrics()}
     assert {A.HW_ENERGY, A.SPAN_ENERGY} <= names, names
     span_energy = [m for m in otlp_receiver.metrics(A.SPAN_ENERGY) if m["attributes"].get(A.SPAN_NAME) == "work"]
-    assert span_energy and span_energy[-1]["count"] == 1
-    assert span_energy[-1]["sum"] == pytest.approx(spans[0]["attributes"][A.ENERGY_TOTAL])
+    span_count = [m for m in otlp_receiver.metrics(A.SPAN_COUNT) if m["attributes"].get(A.SPAN_NAME) == "work"]
+    assert span_count and span_count[-1]["value"] == 1
+    assert span_energy[-1]["value"] == pytest.approx(spans[0]["attributes"][A.ENERGY_TOTAL])
 
 
 def test_configure_is_idempotent(fresh_otel, caplog):
@@ -210,9 +211,9 @@ def test_metrics_exporter_reader_object(fresh_otel):
     setup.metrics.drain()
     points = [
         p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-        if m.name == A.SPAN_ENERGY for p in m.data.data_points
+        if m.name == A.SPAN_COUNT for p in m.data.data_points
     ]
-    assert points and points[0].attributes[A.SPAN_NAME] == "measured" and points[0].count == 1
+    assert points and points[0].attributes[A.SPAN_NAME] == "measured" and points[0].value == 1
 
 
 def test_otel_carbon_metrics_off_and_metrics_argument(fresh_otel, monkeypatch):

@@ -317,7 +317,7 @@ def test_swap_owner_keeps_one_reference_per_thread():
     assert sys.getrefcount(owner) == base
 
 
-@pytest.mark.skipif(COMPILED_OFF, reason="this is the nested pure-Python run")
+@pytest.mark.skipif(COMPILED_OFF, reason="OTEL_CARBON_SPEEDUPS=off: this is the nested pure-Python run")
 def test_the_pure_python_span_path_passes_the_span_path_tests():
     tests = [
         "tests/test_processor.py", "tests/test_asyncio_attribution.py", "tests/test_speedups.py", "tests/test_sampler.py",

@@ -20,16 +20,23 @@ Instruments (names and units in :mod:`otel_carbon.attributes`, table in docs/met
 * ``carbon.grid.intensity`` (gauge, g CO2e/kWh) with ``carbon.zone``;
 * ``carbon.offload.late`` (counter, s): CPU time of work handed off by spans that ended
   before it did (charged to no span);
-* per span: ``carbon.span.energy`` (histogram, J) and ``carbon.span.emissions`` (counter,
-  g) with the span name (``span.name``), ``http.route``, ``http.request.method``,
-  ``rpc.service``, ``rpc.method``, ``carbon.method``, and the attributes the user adds
-  (``span_attribute_allowlist``, ``OTEL_CARBON_METRIC_SPAN_ATTRIBUTES``). Raw URLs and ids
-  are refused.
+* per span: ``carbon.span.energy`` (counter, J), ``carbon.span.emissions`` (counter, g) and
+  ``carbon.span.count`` (counter, ``{span}``) with the span name (``span.name``),
+  ``http.route``, ``http.request.method``, ``rpc.service``, ``rpc.method``,
+  ``carbon.method``, and the attributes the user adds (``span_attribute_allowlist``,
+  ``OTEL_CARBON_METRIC_SPAN_ATTRIBUTES``). Raw URLs and ids are refused; at most
+  ``cardinality_limit`` attribute sets, then ``otel.metric.overflow=true`` and
+  ``carbon.span.overflow``. Opt-in: ``carbon.span.energy_distribution`` (histogram, J).
 
-Cost on the span path: one small tuple appended to a bounded queue, ~0.4 us (see
-:mod:`otel_carbon.metrics._spans`). SDK instruments are called from the sampler thread after
-each tick and at collection time only: one ``Histogram.record`` per span (the SDK's price of
-an exact histogram), the emissions counter once per attribute set and drain.
+Cost on the span path: a key, a dict lookup and three additions under a lock, ~1 us (see
+:mod:`otel_carbon.metrics._spans`); no SDK measurement per span unless the histogram is on.
+The SDK reads the sums through asynchronous counters when it collects.
+
+**Every request counts.** A span the trace sampler drops never reaches a span processor, so
+under head sampling (``parentbased_traceidratio`` at 10 %) per-route metrics would see one
+request in ten. :mod:`otel_carbon.record_unsampled` wraps the tracer provider's sampler so
+that dropped local roots are recorded but not exported; ``configure()`` and the ``carbon``
+instrumentor install it with the meter (``OTEL_CARBON_RECORD_UNSAMPLED=off`` to not).
 """
 
 from __future__ import annotations
@@ -72,8 +79,13 @@ class CarbonMetrics:
         span_attribute_allowlist: span attributes to add to the per-span metrics, beside
             the defaults. Only low-cardinality ones: URL and ``*.id`` attributes raise
             ``ValueError``. ``OTEL_CARBON_METRIC_SPAN_ATTRIBUTES`` adds more.
-        max_queue: most ended spans waiting for the next drain; more are dropped from the
-            metrics (counted in :attr:`dropped_spans`), never from traces.
+        max_queue: most histogram values waiting for the next drain (opt-in histogram only);
+            more are left out of the histogram (counted in :attr:`dropped_spans`).
+        spans: ``"local_root"`` (one per request) or ``"all"``; default ``OTEL_CARBON_METRIC_SPANS``.
+        cardinality_limit: most attribute sets per per-span instrument, the overflow set
+            included; default ``OTEL_CARBON_METRIC_CARDINALITY_LIMIT`` (2000).
+        histogram: also record ``carbon.span.energy_distribution``; default
+            ``OTEL_CARBON_METRIC_HISTOGRAM`` (off).
     """
 
     def __init__(
@@ -84,6 +96,8 @@ class CarbonMetrics:
         span_attribute_allowlist: Iterable[str] = (),
         max_queue: int = DEFAULT_MAX_QUEUE,
         spans: Optional[str] = None,
+        cardinality_limit: Optional[int] = None,
+        histogram: Optional[bool] = None,
     ) -> None:
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise ValueError(f"meter_provider must be an OpenTelemetry MeterProvider, got {type(meter_provider).__name__}")
@@ -95,11 +109,22 @@ class CarbonMetrics:
             spans = config.metric_spans()
         if spans not in ("local_root", "all"):
             raise ValueError(f"spans must be 'local_root' or 'all', got {spans!r}")
+        if cardinality_limit is None:
+            cardinality_limit = config.metric_cardinality_limit()
+        if not isinstance(cardinality_limit, int) or isinstance(cardinality_limit, bool) or cardinality_limit < 1:
+            raise ValueError(f"cardinality_limit must be an int >= 1, got {cardinality_limit!r}")
+        if histogram is None:
+            histogram = config.metric_histogram()
+        if not isinstance(histogram, bool):
+            raise ValueError(f"histogram must be True, False or None, got {histogram!r}")
         allowlist = build_allowlist(span_attribute_allowlist, config.metric_span_attributes())
         provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
         meter = provider.get_meter(SCOPE_NAME, _version())
         self._sampler = sampler if sampler is not None else get_sampler()
-        self._spans = SpanRecorder(meter, allowlist, max_queue, local_roots_only=spans == "local_root")
+        self._spans = SpanRecorder(
+            meter, allowlist, max_queue, local_roots_only=spans == "local_root",
+            cardinality_limit=cardinality_limit, histogram=histogram,
+        )
         self._hardware = HardwareMeter(meter, self._sampler, self._spans.drain)
         self._processors: List[Any] = []
         self._lock = threading.Lock()
@@ -116,13 +141,25 @@ class CarbonMetrics:
         return self._spans.allowlist
 
     @property
+    def spans(self) -> str:
+        """Which spans are recorded: ``"local_root"`` or ``"all"``."""
+        return "local_root" if self._spans.local_roots_only else "all"
+
+    @property
     def dropped_spans(self) -> int:
-        """Spans left out of the metrics because the queue was full."""
+        """Spans left out of the opt-in histogram because its queue was full (never out of
+        the counters)."""
         return self._spans.dropped
 
     @property
     def recorded_spans(self) -> int:
+        """Spans summed into the per-span counters so far."""
         return self._spans.recorded
+
+    @property
+    def overflowed_spans(self) -> int:
+        """Spans summed into the overflow set (``otel.metric.overflow=true``)."""
+        return self._spans.overflowed
 
     def attach(self, processor: Any) -> "CarbonMetrics":
         """Record the spans that ``processor`` (a CarbonSpanProcessor) gives figures to."""
@@ -147,8 +184,8 @@ class CarbonMetrics:
         self._spans.drain()
 
     def drain(self) -> int:
-        """Record the queued spans now (the sampler thread and every collection also do);
-        returns how many were recorded. Never raises."""
+        """Record the queued histogram values now (the sampler thread and every collection
+        also do); returns how many. Never raises. The counters need no drain."""
         try:
             return self._spans.drain()
         except Exception as exc:  # noqa: BLE001
@@ -157,7 +194,7 @@ class CarbonMetrics:
 
     def _reinit_after_fork(self) -> None:
         """In a forked child: fresh locks (one may have been held by the parent's sampler
-        thread at fork time) and an empty queue (those spans are the parent's)."""
+        thread at fork time); the sums carry on, like the SDK instruments' storage."""
         self._lock = threading.Lock()
         self._spans.reinit_after_fork()
         self._hardware.reinit_after_fork()

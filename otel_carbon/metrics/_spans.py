@@ -1,21 +1,26 @@
-"""Per-span metrics: ``carbon.span.energy`` (histogram, J) and ``carbon.span.emissions``
-(counter, g), keyed by low-cardinality attributes only.
+"""Per-span metrics: sums per attribute set, kept here and published at collection time.
 
-The span path must stay near free (the whole processor budget is 2-3 us, and an SDK
-``Histogram.record`` costs 7-13 us on a small VM), so a span that ends only appends one
-flat record -- span name, method, energy, emissions, the allow-listed attribute values -- to
-a bounded deque (a full queue leaves the span out of the metrics and counts it): ~0.4 us.
-The record holds no reference to the span (keeping thousands of ended spans alive until the
-drain cost ~8 us per span here: the allocator can no longer reuse their memory) and is no
-GC-tracked object (see :meth:`SpanRecorder.on_span`).
+* ``carbon.span.energy`` (J), ``carbon.span.emissions`` (g) and ``carbon.span.count``
+  (``{span}``): asynchronous counters over one table, keyed by low-cardinality attributes
+  only (span name, ``carbon.method`` and the allow-list).
+* ``carbon.span.overflow`` (``{span}``): spans folded into the overflow set.
+* ``carbon.span.energy_distribution`` (histogram, J): opt-in (``histogram=True``,
+  ``OTEL_CARBON_METRIC_HISTOGRAM=on``).
 
-:meth:`SpanRecorder.drain` turns the queue into SDK measurements: the sampler thread calls
-it after every tick, and every observable callback of the meter calls it first, so a
-collection (periodic reader, Prometheus scrape, ``force_flush``) sees every span that ended
-before it. It costs one ``Histogram.record`` per span (an exact histogram needs one SDK
-measurement per value; ~3 us plus ~0.7 us per attribute in SDK 1.45) and one
-``Counter.add`` per attribute set, and lets the application threads have the GIL every
-:data:`DRAIN_CHUNK` spans.
+**Cost.** An SDK measurement costs 3-13 us on a small VM (``Histogram.record`` ~3 us plus
+~0.7 us per attribute in SDK 1.45), a whole span 15-20 us: one per span was most of what the
+meter cost. So a span that ends only does plain arithmetic: its key (a tuple of plain
+values), one dict lookup and three additions under a lock, ~1 us in all; the SDK reads the
+table through the counters' callbacks when it collects. The opt-in histogram still needs one
+SDK measurement per span: the span path queues two values and the sampler thread (or the
+next collection) records them.
+
+**Cardinality cap.** At most ``cardinality_limit`` attribute sets per instrument, the
+overflow set included (the rule of the OpenTelemetry specification's cardinality limit);
+a span with a new set beyond that is summed into ``otel.metric.overflow=true`` and counted
+in ``carbon.span.overflow``. The table never holds more, whatever an allow-listed attribute
+carries (a raw URL, say). Sets are never evicted: a cumulative counter that disappears and
+comes back looks like a reset.
 """
 
 from __future__ import annotations
@@ -25,23 +30,21 @@ import threading
 import time
 from collections import deque
 from functools import partial
-from typing import Any, Deque, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
 
 _logger = logging.getLogger("otel_carbon")
 
-DEFAULT_MAX_QUEUE = 32_768  # ~200 bytes a span: a few MB at most
+DEFAULT_MAX_QUEUE = 32_768  # histogram values waiting for the sampler thread (opt-in only)
 #: histogram buckets (J): a web request is ~1 mJ..1 J, a batch job up to kJ
 ENERGY_BUCKETS_J = (
     1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e4,
 )
-#: distinct attribute sets kept in the drain's cache before it is cleared
-MAX_CACHED_KEYS = 4096
-#: the drain lets the application threads have the GIL after this many spans (~1.5 ms of
-#: records, under the interpreter's 5 ms switch interval): a whole tick's worth in one go
-#: can hold it for tens of ms in a busy service. Each yield costs ~20 us (a GIL hand-off).
+#: the histogram drain lets the application threads have the GIL after this many values
 DRAIN_CHUNK = 256
 _yield_gil = partial(time.sleep, 0)
 
@@ -49,6 +52,10 @@ _URL_ATTRIBUTES = frozenset(
     {"url.full", "url.path", "url.query", "url.fragment", "http.url", "http.target", "http.client_ip"}
 )
 _EMPTY: Mapping[str, Any] = {}
+_OVERFLOW_ATTRIBUTES = {A.METRIC_OVERFLOW: True}
+
+# A cell of the table: [energy_j, emissions_g, spans, attributes]
+_ENERGY, _EMISSIONS, _COUNT, _ATTRS = range(4)
 
 
 def refused_reason(name: str) -> Optional[str]:
@@ -77,11 +84,28 @@ def _attribute_dict(span: Any) -> Mapping[str, Any]:
     return public if public is not None else _EMPTY
 
 
+def _key_function(n: int, names: Tuple[str, ...]) -> Any:
+    """``key(name, method, get) -> (name, method, get(names[0]), ..., get(names[n-1]))``
+    with the names as constants: twice as fast as ``map(get, names)`` into a tuple (the key
+    is most of what a span costs the meter). The names are bound as globals of the lambda,
+    never pasted into its source."""
+    source = "lambda name, method, get: (name, method, " + "".join(f"get(_k{i}), " for i in range(n)) + ")"
+    return eval(source, {f"_k{i}": name for i, name in enumerate(names)})  # noqa: S307 - fixed template
+
+
 class SpanRecorder:
     """The listener a :class:`~otel_carbon.processor.CarbonSpanProcessor` calls at span end,
-    its bounded queue, and the drain into the SDK instruments."""
+    the table of sums it keeps, and the instruments that publish it."""
 
-    def __init__(self, meter: Any, allowlist: Tuple[str, ...], max_queue: int, local_roots_only: bool = True) -> None:
+    def __init__(
+        self,
+        meter: Any,
+        allowlist: Tuple[str, ...],
+        max_queue: int,
+        local_roots_only: bool = True,
+        cardinality_limit: int = 2000,
+        histogram: bool = False,
+    ) -> None:
         self.allowlist = allowlist
         #: record only local root spans (no parent, or a remote one): one per request, and
         #: sums never count a child's energy twice (a parent's figures include it)
@@ -91,24 +115,34 @@ class SpanRecorder:
         self._fallback = A.HTTP_REQUEST_METHOD in allowlist and A.HTTP_METHOD_OLD not in allowlist
         self._lookup = allowlist + ((A.HTTP_METHOD_OLD,) if self._fallback else ())
         self._method_index = allowlist.index(A.HTTP_REQUEST_METHOD) if self._fallback else -1
-        self._max_queue = max_queue
-        self._n_values = len(self._lookup)
-        self._max_items = max_queue * (4 + self._n_values)  # a span is 4 + n_values items
-        self._queue: Deque[Any] = deque()
-        self._drain_lock = threading.Lock()
-        self._attrs_cache: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
+        self._key = _key_function(len(self._lookup), self._lookup)
+        self._lock = threading.Lock()
+        self._cells: Dict[Tuple[Any, ...], List[Any]] = {}
+        self._max_sets = max(cardinality_limit - 1, 0)  # the overflow set counts toward the limit
+        self._overflow: List[Any] = [0.0, 0.0, 0, _OVERFLOW_ATTRIBUTES]
+        self.overflowed = 0
         self.dropped = 0
-        self.recorded = 0
-        self._histogram = meter.create_histogram(
-            A.SPAN_ENERGY,
-            unit=A.UNIT_J,
-            description="Energy attributed to the work inside each span (carbon.energy.total)",
-            explicit_bucket_boundaries_advisory=list(ENERGY_BUCKETS_J),
-        )
-        self._counter = meter.create_counter(
-            A.SPAN_EMISSIONS,
-            unit=A.UNIT_G,
-            description="CO2e caused by the energy of spans (carbon.emissions)",
+        self._max_items = 2 * max_queue
+        self._queue: Optional[Deque[Any]] = deque() if histogram else None
+        self._drain_lock = threading.Lock()
+        self._histogram = None
+        if histogram:
+            self._histogram = meter.create_histogram(
+                A.SPAN_ENERGY_DISTRIBUTION,
+                unit=A.UNIT_J,
+                description="Energy of each recorded span (carbon.energy.total), for percentiles",
+                explicit_bucket_boundaries_advisory=list(ENERGY_BUCKETS_J),
+            )
+        for name, unit, index, description in (
+            (A.SPAN_ENERGY, A.UNIT_J, _ENERGY, "Energy attributed to the work inside the recorded spans (carbon.energy.total)"),
+            (A.SPAN_EMISSIONS, A.UNIT_G, _EMISSIONS, "CO2e caused by the energy of the recorded spans (carbon.emissions)"),
+            (A.SPAN_COUNT, A.UNIT_SPANS, _COUNT, "Spans summed into carbon.span.energy and carbon.span.emissions"),
+        ):
+            meter.create_observable_counter(name, [self._callback(index)], unit=unit, description=description)
+        meter.create_observable_counter(
+            A.SPAN_OVERFLOW, [self._overflow_callback], unit=A.UNIT_SPANS,
+            description="Spans summed into the overflow attribute set (otel.metric.overflow=true) of the "
+            "per-span metrics: their own set was beyond the cardinality limit",
         )
 
     # -- span path (the thread that ends the span) ------------------------------------------
@@ -121,72 +155,46 @@ class SpanRecorder:
             parent = span.parent
             if parent is not None and not parent.is_remote:
                 return
+        try:
+            get = span._attributes._dict.get  # an SDK span: its attribute dict, read-only
+        except AttributeError:
+            get = _attribute_dict(span).get
+        key = self._key(span.name, figures.get(A.METHOD), get)
+        emissions_g = figures.get(A.EMISSIONS, 0.0)
+        with self._lock:
+            cell = self._cells.get(key)
+            if cell is None:
+                cell = self._new_cell(key)
+            cell[0] += energy_j
+            cell[1] += emissions_g
+            cell[2] += 1
         queue = self._queue
-        if len(queue) >= self._max_items:
-            self._full()
-            return
-        get = _attribute_dict(span).get
-        # One flat record of plain values (str, float, None), never a tuple per span: that was
-        # a GC-tracked object living until the drain, and a busy service queues hundreds per
-        # tick, which added collections (Flask: 16.3 against 15.3 gen0 and 1.7 against 1.3 gen1
-        # per 1,000 requests, ~3 us of GC a request). The temporary tuple is freed at once;
-        # deque.extend of it is atomic under the GIL, so records never interleave.
-        queue.extend((span.name, figures.get(A.METHOD), energy_j, figures.get(A.EMISSIONS, 0.0), *map(get, self._lookup)))
+        if queue is not None:
+            if len(queue) >= self._max_items:
+                self._full()
+            else:
+                queue.extend((cell[3], energy_j))  # atomic under the GIL: pairs never interleave
 
-    @property
-    def queued(self) -> int:
-        """Spans waiting for the next drain."""
-        return len(self._queue) // (4 + self._n_values)
-
-    def reinit_after_fork(self) -> None:
-        self._drain_lock = threading.Lock()
-        self._queue.clear()
-
-    def _full(self) -> None:
-        self.dropped += 1
-        warn_once(
-            _logger,
-            "metrics-queue-full",
-            "otel_carbon: span metrics queue full (%d spans); spans are left out of the metrics "
-            "(not out of traces) until the next drain",
-            self._max_queue,
-        )
-
-    # -- drain (sampler thread, or the collecting thread) -----------------------------------
-
-    def drain(self) -> int:
-        """Record every queued span into the SDK instruments; returns how many."""
-        if not self._queue:
-            return 0
-        with self._drain_lock:  # a collection waits for a drain in progress on another thread
-            pop = self._queue.popleft
-            record = self._histogram.record
-            cache = self._attrs_cache
-            emissions: Dict[Tuple[Any, ...], float] = {}
-            n = 0
-            value_slots = range(self._n_values)
-            while True:
-                try:
-                    name = pop()
-                except IndexError:
-                    break
-                method, energy_j, emissions_g = pop(), pop(), pop()
-                key = (name, tuple([pop() for _ in value_slots]), method)
-                attrs = cache.get(key)
-                if attrs is None:
-                    attrs = self._attributes(key)
-                record(energy_j, attrs)
-                emissions[key] = emissions.get(key, 0.0) + emissions_g
-                n += 1
-                if not n % DRAIN_CHUNK:
-                    _yield_gil()
-            for key, grams in emissions.items():
-                self._counter.add(grams, cache.get(key) or self._attributes(key))
-            self.recorded += n
-            return n
+    def _new_cell(self, key: Tuple[Any, ...]) -> List[Any]:
+        """A new set's cell, or the overflow cell beyond the limit (called under the lock)."""
+        if len(self._cells) >= self._max_sets:
+            self.overflowed += 1
+            if self.overflowed == 1:
+                warn_once(
+                    _logger,
+                    "metrics-cardinality",
+                    "otel_carbon: the per-span metrics reached their cardinality limit (%d attribute sets with "
+                    "the overflow set; cardinality_limit, OTEL_CARBON_METRIC_CARDINALITY_LIMIT); spans with a new "
+                    "set are summed into otel.metric.overflow=true (an allow-listed attribute with unbounded values?)",
+                    self._max_sets + 1,
+                )
+            return self._overflow
+        cell = [0.0, 0.0, 0, self._attributes(key)]
+        self._cells[key] = cell
+        return cell
 
     def _attributes(self, key: Tuple[Any, ...]) -> Dict[str, Any]:
-        name, values, method = key
+        name, method, *values = key
         attrs: Dict[str, Any] = {A.SPAN_NAME: name}
         for attr, value in zip(self.allowlist, values):
             if value is not None:
@@ -195,11 +203,83 @@ class SpanRecorder:
             attrs[A.HTTP_REQUEST_METHOD] = values[-1]
         if method is not None:
             attrs[A.METHOD] = method
-        cache = self._attrs_cache
-        if len(cache) >= MAX_CACHED_KEYS:
-            cache.clear()
-        cache[key] = attrs
         return attrs
+
+    def _full(self) -> None:
+        self.dropped += 1
+        warn_once(
+            _logger,
+            "metrics-queue-full",
+            "otel_carbon: span energy histogram queue full (%d spans); spans are left out of the "
+            "histogram (not out of the counters or traces) until the next drain",
+            self._max_items // 2,
+        )
+
+    # -- what the table holds ---------------------------------------------------------------
+
+    @property
+    def recorded(self) -> int:
+        """Spans summed so far (the overflow set's included)."""
+        with self._lock:
+            return sum(c[2] for c in self._cells.values()) + self._overflow[2]
+
+    @property
+    def attribute_sets(self) -> int:
+        """Attribute sets in the table (the overflow set's included once it has a span)."""
+        return len(self._cells) + (1 if self._overflow[2] else 0)
+
+    @property
+    def queued(self) -> int:
+        """Histogram values waiting for the next drain."""
+        return len(self._queue) // 2 if self._queue is not None else 0
+
+    def _rows(self) -> List[List[Any]]:
+        with self._lock:
+            rows = [list(c) for c in self._cells.values()]
+            if self._overflow[2]:
+                rows.append(list(self._overflow))
+        return rows
+
+    def _callback(self, index: int) -> Any:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                return [Observation(row[index], row[3]) for row in self._rows()]
+            except Exception as exc:  # noqa: BLE001 - never raise into the SDK's collection
+                warn_once(_logger, f"metrics-span-callback:{index}", "otel_carbon: span metric callback failed: %r", exc)
+                return []
+
+        return callback
+
+    def _overflow_callback(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.overflowed)]
+
+    def reinit_after_fork(self) -> None:
+        """In a forked child: fresh locks (the parent may have held one at fork time). The
+        sums carry on from the parent's, as the SDK's own instruments' storage does."""
+        self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+
+    # -- histogram drain (sampler thread, or the collecting thread) -------------------------
+
+    def drain(self) -> int:
+        """Record the queued histogram values into the SDK histogram; returns how many."""
+        queue = self._queue
+        if not queue or self._histogram is None:
+            return 0
+        with self._drain_lock:  # a collection waits for a drain in progress on another thread
+            pop = queue.popleft
+            record = self._histogram.record
+            n = 0
+            while True:
+                try:
+                    attrs = pop()
+                except IndexError:
+                    break
+                record(pop(), attrs)
+                n += 1
+                if not n % DRAIN_CHUNK:
+                    _yield_gil()
+            return n
 
 
 def build_allowlist(extra: Iterable[str], from_env: Iterable[str]) -> Tuple[str, ...]:
