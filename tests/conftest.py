@@ -172,3 +172,14 @@ def ccf_sampler():
     sampler = make_sampler([sensor])
     yield sampler
     sampler.shutdown()
+
+
+# -- the e2e tests run last ------------------------------------------------------------------
+#
+# They need Jaeger and the collector built from Go (collector/e2e/build.sh), which .ci/run
+# starts in the background before anything else: running them last lets the rest of the suite
+# overlap that build, and their build call waits for it (build.sh takes a lock).
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

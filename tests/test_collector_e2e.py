@@ -169,7 +169,7 @@ def run_app(stack: Stack) -> Stack:
         deadline = time.monotonic() + WAIT_S
         while True:  # every span counted by the connector and by the app's meter
             if (stack.per_route(_name("connector", "carbon.traces.spans")) == counts
-                    and stack.per_route(_name("app", A.SPAN_ENERGY, "_count")) == counts):
+                    and stack.per_route(_name("app", A.SPAN_COUNT)) == counts):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"Prometheus never counted {counts}: {stack.prom.targets_health()}\n"
@@ -187,10 +187,9 @@ def _routes(spans: List[Dict[str, Any]]) -> Dict[str, int]:
     return out
 
 
-def _name(source: str, metric: str, suffix: str = "") -> str:
-    """A PromQL sum per route of ``metric``'s series (``suffix`` picks _sum/_count)."""
-    names = connector_prom_names()[metric] if source == "connector" else APP_PROM_NAMES[metric]
-    (name,) = [n for n in names if n.endswith(suffix)] if suffix else names
+def _name(source: str, metric: str) -> str:
+    """A PromQL sum per route of ``metric``'s series (a counter: one Prometheus name)."""
+    (name,) = connector_prom_names()[metric] if source == "connector" else APP_PROM_NAMES[metric]
     return f'sum by (http_route) ({name}{{job="{SERVICE}"}})'
 
 
@@ -219,7 +218,7 @@ def test_prometheus_per_route_totals_are_the_sums_over_spans(stack):
     shown = {
         "collector energy": (stack.per_route(_name("connector", "carbon.traces.energy")), energy),
         "collector CO2e": (stack.per_route(_name("connector", "carbon.traces.emissions")), emissions),
-        "app energy": (stack.per_route(_name("app", A.SPAN_ENERGY, "_sum")), energy),
+        "app energy": (stack.per_route(_name("app", A.SPAN_ENERGY)), energy),
         "app CO2e": (stack.per_route(_name("app", A.SPAN_EMISSIONS)), emissions),
     }
     for what, (prometheus, spans) in shown.items():

@@ -16,7 +16,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from .collector_stack import binaries
 
-TOOLS = ("bash", "awk", "find", "sort", "xargs", "cat", "sha256sum", "cut", "mkdir", "dirname", "mv")
+TOOLS = ("bash", "awk", "find", "sort", "xargs", "cat", "sha256sum", "cut", "mkdir", "dirname", "mv", "flock")
 
 
 @pytest.fixture

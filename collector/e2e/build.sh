@@ -58,6 +58,14 @@ build_one() {
     echo "$name $out"
 }
 
+# One build at a time: a second caller (a test while .ci/run's background build is going)
+# waits here, then finds the binaries built and only prints their paths.
+if [ "$locate_only" = 0 ]; then
+    mkdir -p "$cache"
+    exec 9>"$cache/.build.lock"
+    flock 9
+fi
+
 jaeger_version="$(required_version "$here/jaeger" github.com/jaegertracing/jaeger)"
 otelcol_version="$(required_version "$here/otelcol" go.opentelemetry.io/collector/otelcol)"
 # -s -w: no symbol table or DWARF (smaller binaries, a shorter link)
