@@ -119,6 +119,10 @@ GRID_INTENSITY = "carbon.grid.intensity"  # gauge, g CO2e/kWh, with carbon.zone
 #: power (the sampler was starved); energy in them may be short by whole counter ranges
 SAMPLER_GAPS = "carbon.sampler.gaps"
 UNIT_GAPS = "{gap}"
+#: counter, s: CPU time of work handed off by spans that ended before the work did
+#: (fire-and-forget); charged to no span, so part of the process's unattributed energy
+OFFLOAD_LATE = "carbon.offload.late"
+UNIT_S = "s"
 
 # Per span, with low-cardinality attributes only: sums kept by the meter, published at
 # collection time (asynchronous counters; see otel_carbon/metrics/_spans.py).
@@ -150,6 +154,7 @@ METRICS = {
     PROCESS_EMISSIONS: ("counter", UNIT_G),
     GRID_INTENSITY: ("gauge", UNIT_G_PER_KWH),
     SAMPLER_GAPS: ("counter", UNIT_GAPS),
+    OFFLOAD_LATE: ("counter", UNIT_S),
     SPAN_ENERGY: ("counter", UNIT_J),
     SPAN_EMISSIONS: ("counter", UNIT_G),
     SPAN_COUNT: ("counter", UNIT_SPANS),

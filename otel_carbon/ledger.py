@@ -18,7 +18,8 @@ Active and idle energy (the split this package makes, documented in docs/attribu
   idle policy.
 * Prices are taken over a trailing window of at least :data:`PRICE_WINDOW_NS` so the 10 ms
   granularity of ``/proc/stat`` does not swing them.
-* The process is *charged* ``process CPU-seconds x price`` each interval. A span pays the
+* The process is *charged* ``process CPU-seconds x price`` each interval
+  (:func:`otel_carbon.attribution.charge`, the rule that prices spans). A span pays the
   same price per CPU-second the process paid over the span's window (``charged`` over
   ``proc_cpu_s`` between the two ticks), so spans and charges use one price; conservation
   (spans + unattributed = charged) is checked against ``charged_j`` (per component:
@@ -33,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
+from otel_carbon.attribution import charge
 from otel_carbon.intensity.model import Intensity
 
 PRICE_WINDOW_NS = 1_000_000_000
@@ -152,45 +154,6 @@ class Window:
         return min(self.proc_cpu_s / self.busy_s, 1.0) if self.busy_s > 0 else 0.0
 
 
-MIN_WINDOW_PROC_S = 0.01  # below this much process CPU time a window price is not trusted
-
-
-class WindowPrices:
-    """Prices over a window of several ticks (the same names as a Tick's)."""
-
-    __slots__ = ("price_j_per_cpu_s", "idle_price_j_per_cpu_s", "wall_s_per_busy_s")
-
-    def __init__(self, price: Sequence[float], idle_price: float, wall_per_busy: float) -> None:
-        self.price_j_per_cpu_s = price
-        self.idle_price_j_per_cpu_s = idle_price
-        self.wall_s_per_busy_s = wall_per_busy
-
-
-def prices_between(start: Optional[Tick], tick: Tick) -> "Tick | WindowPrices":
-    """The prices the process paid per CPU-second from ``start`` to ``tick``.
-
-    An interval is charged at the prices of the tick that opens it, so: the same tick (or
-    no start) gives the latest tick's prices; adjacent ticks give the start tick's; a longer
-    window gives charged energy over process CPU time between the two (spans, trackers and
-    the process's charge then all use one price). A window with too little process CPU time
-    to trust falls back to the latest tick's trailing prices.
-    """
-    if start is None or start is tick:
-        return tick
-    if tick.seq - start.seq == 1:
-        return start
-    d_proc = tick.proc_cpu_s - start.proc_cpu_s
-    if d_proc > MIN_WINDOW_PROC_S and len(start.charged_by_j) == len(tick.charged_by_j):
-        window = [(b - a) / d_proc for a, b in zip(start.charged_by_j, tick.charged_by_j)]
-        if min(window, default=0.0) >= 0:
-            return WindowPrices(
-                window,
-                max((tick.charged_idle_j - start.charged_idle_j) / d_proc, 0.0),
-                max((tick.charged_wall_s - start.charged_wall_s) / d_proc, 0.0),
-            )
-    return tick
-
-
 # Fields that are cumulative (interpolated in windows), by kind.
 _SCALARS = ("busy_s", "total_s", "proc_cpu_s", "charged_j", "gpu_proc_j")
 _VECTORS = ("energy_j", "active_j", "idle_j")
@@ -279,10 +242,11 @@ class Ledger:
             d_proc = max(proc_cpu_s - prev.proc_cpu_s, 0.0)
             # The interval (prev, now] is charged at the prices known at its start: the ones a
             # span ending inside it used (the latest tick's), so spans and charges agree.
-            charged = prev.charged_j + d_proc * sum(prev.price_j_per_cpu_s)
-            charged_by = tuple(c + d_proc * p for c, p in zip(prev.charged_by_j, prev.price_j_per_cpu_s))
-            charged_idle = prev.charged_idle_j + d_proc * prev.idle_price_j_per_cpu_s
-            charged_wall = prev.charged_wall_s + d_proc * prev.wall_s_per_busy_s
+            by_j, d_charged, d_idle_j, d_wall_s = charge(d_proc, prev)
+            charged = prev.charged_j + d_charged
+            charged_by = tuple(c + d for c, d in zip(prev.charged_by_j, by_j))
+            charged_idle = prev.charged_idle_j + d_idle_j
+            charged_wall = prev.charged_wall_s + d_wall_s
             d_gpu = max(gpu_proc_j - prev.gpu_proc_j, 0.0)
             if active_spans > 0:
                 per_span = prev.gpu_per_span_j + d_gpu / active_spans

@@ -11,7 +11,8 @@ children", across threads), and so do its ancestors on its own thread or task.
 
 **Work that outlives its span** (fire-and-forget) is not charged to the ended span: its CPU
 time goes to no span (the ledger's "unattributed" share) and is counted in
-:func:`late_work` (how many pieces of work, and their CPU seconds).
+:func:`late_work` (how many pieces of work, and their CPU seconds), which the meter
+publishes as ``carbon.offload.late`` (s).
 
 **Seams** (all installed once per process by :func:`install`, for pools made before or
 after it):
@@ -285,9 +286,11 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def _after_fork_in_child() -> None:
-    """A fork can happen while another thread holds the lock: the child gets a fresh one."""
+    """A fork can happen while another thread holds the lock: the child gets a fresh one.
+    The parent's late work is the parent's: the child counts its own from 0."""
     global _lock
     _lock = threading.Lock()
+    _late[:] = [0, 0]
 
 
 if hasattr(os, "register_at_fork"):

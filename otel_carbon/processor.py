@@ -27,38 +27,24 @@ Nothing here reads a sensor or a file: the span path costs one or two CPU-clock 
 span starting right after another clock read on its thread reuses it: see
 :mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
 
-**Compiled hooks.** Where ``otel_carbon._speedups`` was built (and ``OTEL_CARBON_SPEEDUPS``
-is not ``off``), a drop-in processor whose class keeps these hooks binds the C ones as
-instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case
--- a span on its thread's clock or its asyncio task's meter that ends within the tick it
-started in, that handed no work to other threads, with fitting span limits, any number of
-components without GPU, idle or embodied figures -- and call the methods below for everything else
-and on any error, so those stay the reference. The C side reads no Python attribute per span: this class pushes the
-sampler's latest tick and idle state to it from a tick listener (:meth:`_on_tick`), and its
-layout, listeners and first-resource flag when they change (:meth:`_sync_hooks`). A span
-may so be priced by a tick a few microseconds older than the ledger's newest; a span that
-starts in C and ends in Python (or the reverse) shares the same state tuple.
+**Compiled hooks.** Where ``otel_carbon._speedups`` was built, a drop-in processor binds
+the compiled span path, which does the common case and calls the methods below for the rest
+(they stay the reference): see :mod:`otel_carbon.compiled_path`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.util import BoundedList
 
 from otel_carbon import attributes as A
-from otel_carbon import cpu_clock
-from otel_carbon import config
-from otel_carbon import offload
+from otel_carbon import compiled_path, config, cpu_clock, offload
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
@@ -76,14 +62,14 @@ from otel_carbon.cpu_clock import (
     thread_clock_id,
 )
 from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for
+from otel_carbon.compiled_path import CLOCK_TASK, CLOCK_THREAD
 from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
+from otel_carbon.span_limits import copy_with, within_limits
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
 
-CLOCK_THREAD = "thread"
-CLOCK_TASK = "task"
 CLOCK_OTHER_THREAD = "other_thread"
 CLOCK_NONE = "none"
 
@@ -161,35 +147,21 @@ class CarbonSpanProcessor(SpanProcessor):
         self._counter = self._open.__len__
         self._sampler.register_span_counter(self._counter)
         self._hooks: Any = None
-        if not processors and cpu_clock.speedups is not None and _plain_hooks(type(self)):
+        if not processors and cpu_clock.speedups is not None and compiled_path.plain_hooks(type(self), CarbonSpanProcessor):
             self._use_compiled_hooks(cpu_clock.speedups)
         _instances.add(self)
         install()
         offload.track(self, self._open, in_place=_IN_PLACE)
 
     def _use_compiled_hooks(self, compiled: Any) -> None:
-        """Bind the compiled span path (``_speedups.c``). It does the common case and hands
-        everything else to the methods below, which stay the reference; it reads nothing
-        from Python objects per span: the processor pushes what it mirrors (:meth:`_sync_hooks`,
-        and each tick, from the sampler thread)."""
+        """Bind the compiled span path (:mod:`otel_carbon.compiled_path`): its hooks become
+        this instance's; they hand everything they do not do to the class's methods."""
         cls = type(self)
-        names = (
-            A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
-            CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
-            "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len",
+        self._hooks = compiled_path.make_hooks(
+            compiled, self._open, self._boxes, cls.on_start.__get__(self, cls), cls._on_ending.__get__(self, cls),
+            self._drop_oldest, self._notify, self._max_open,
         )  # fmt: skip
-        self._hooks = compiled.Hooks(
-            self._open,
-            self._boxes,
-            running_loop,
-            cls.on_start.__get__(self, cls),
-            cls._on_ending.__get__(self, cls),
-            self._drop_oldest,
-            self._notify,
-            names,
-            min(self._max_open, sys.maxsize),  # a C size; a bigger cap is no cap either way
-        )
-        self._tick_listener = _weak_tick_listener(self)
+        self._tick_listener = compiled_path.weak_tick_listener(self, self._sampler)
         self._sampler.add_tick_listener(self._tick_listener)
         self._on_tick(self._sampler.ledger.latest)
         self.on_start = self._hooks.on_start  # type: ignore[method-assign]
@@ -300,7 +272,7 @@ class CarbonSpanProcessor(SpanProcessor):
             # without releasing the GIL, so nobody sees it half done.
             bounded = span._attributes  # noqa: SLF001
             target = bounded._dict  # noqa: SLF001
-            kept, dropped = _within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
+            kept, dropped = within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
             target.update(kept)
             if dropped:
                 bounded.dropped += dropped
@@ -315,7 +287,7 @@ class CarbonSpanProcessor(SpanProcessor):
             return
         try:
             values = self._figures(span)
-            enriched = _copy_with(span, values)
+            enriched = copy_with(span, values)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_end", "otel_carbon: could not attach carbon attributes: %r", exc)
             enriched = span
@@ -459,87 +431,8 @@ if hasattr(os, "register_at_fork"):
 
 
 #: our span hooks: a pool that is handed them runs them in place (see otel_carbon.offload)
-_IN_PLACE = (CarbonSpanProcessor,) if cpu_clock.speedups is None else (CarbonSpanProcessor, cpu_clock.speedups.Hooks)
-
-
-def _weak_tick_listener(processor: CarbonSpanProcessor) -> Callable[[Optional[Tick]], None]:
-    """A tick listener that does not keep ``processor`` alive (and removes itself after)."""
-    ref = weakref.ref(processor)
-    sampler = processor._sampler
-
-    def on_tick(tick: Optional[Tick]) -> None:
-        alive = ref()
-        if alive is not None:
-            alive._on_tick(tick)
-        else:
-            sampler.remove_tick_listener(on_tick)
-
-    return on_tick
-
-
-def _plain_hooks(cls: type) -> bool:
-    """Whether ``cls`` keeps our span hooks (a subclass that overrides one keeps Python)."""
-    return all(getattr(cls, name) is getattr(CarbonSpanProcessor, name) for name in ("on_start", "_on_ending", "on_end"))
+_IN_PLACE = compiled_path.in_place(CarbonSpanProcessor)
 
 
 def _span_id(span: Any) -> int:
     return span.context.span_id  # type: ignore[no-any-return]
-
-
-#: our attributes in the order they are kept when a span's attribute limit leaves no room
-#: for all of them (the rest, in their own order, after these)
-_KEEP_FIRST = (A.ENERGY_TOTAL, A.EMISSIONS, A.METHOD, A.CPU_TIME, A.INTENSITY, A.ZONE, A.CPU_CLOCK, A.CPU_OFFLOADED)
-
-
-def _within_limits(
-    values: Dict[str, Any], present: Any, maxlen: Optional[int], max_value_len: Optional[int]
-) -> Tuple[Dict[str, Any], int]:
-    """The part of ``values`` that fits beside the ``present`` attributes under the span's
-    limits (``SpanLimits``: attribute count, string value length), and how many did not.
-    The application's attributes are never pushed out for ours."""
-    if max_value_len is not None:
-        values = {k: v[:max_value_len] if isinstance(v, str) else v for k, v in values.items()}
-    if maxlen is None or len(present) + len(values) <= maxlen:
-        return values, 0
-    new = [k for k in values if k not in present]
-    room = max(maxlen - len(present), 0)
-    if len(new) <= room:
-        return values, 0
-    ranked = sorted(new, key=lambda k: _KEEP_FIRST.index(k) if k in _KEEP_FIRST else len(_KEEP_FIRST))
-    dropped = set(ranked[room:])
-    return {k: v for k, v in values.items() if k not in dropped}, len(dropped)
-
-
-def _copy_with(span: ReadableSpan, values: Dict[str, Any]) -> ReadableSpan:
-    """A copy of ``span`` with ``values`` added, under the span's limits, its dropped
-    attribute, event and link counts kept (and ours that did not fit counted)."""
-    original = span.attributes or {}
-    limited = getattr(span, "_attributes", None)  # the SDK's BoundedAttributes: the limits
-    maxlen = getattr(limited, "maxlen", None)
-    max_value_len = getattr(limited, "max_value_len", None)
-    kept, dropped = _within_limits(values, original, maxlen, max_value_len)
-    merged = BoundedAttributes(maxlen, {**original, **kept}, immutable=True, max_value_len=max_value_len)
-    merged.dropped = span.dropped_attributes + dropped
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=merged,
-        events=_bounded(span.events, span.dropped_events),
-        links=_bounded(span.links, span.dropped_links),
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
-def _bounded(items: Any, dropped: int) -> Any:
-    """``items`` as an SDK bounded list that still says how many were dropped."""
-    if not dropped:
-        return items
-    bounded = BoundedList.from_seq(None, items)
-    bounded.dropped = dropped
-    return bounded

@@ -12,12 +12,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_carbon import CarbonSpanProcessor, offload
 from otel_carbon import attributes as A
+from otel_carbon.metrics import CarbonMetrics
 from otel_carbon.sensors.rapl import probe_rapl
 
 from conftest import burn_cpu_s as burn, fork_and_report, make_sampler
@@ -166,6 +169,52 @@ def test_fire_and_forget_work_is_not_charged_to_the_ended_span(traced):
     late, late_s = offload.late_work()
     assert late == late_before + 1
     assert late_s - late_s_before == pytest.approx(done[0], rel=0.1)
+
+
+def late_metric_s(reader):
+    """``carbon.offload.late`` as a real metric reader collects it: (value, unit)."""
+    found = []
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            found += [(m.data.data_points, m.unit) for m in sm.metrics if m.name == A.OFFLOAD_LATE]
+    ((data_points, unit),) = found
+    (point,) = data_points
+    return point.value, unit
+
+
+def test_fire_and_forget_work_is_counted_in_the_late_work_metric(traced, ccf_sampler):
+    tracer, exporter = traced
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    metrics = CarbonMetrics(meter_provider, sampler=ccf_sampler)
+    deadline = time.monotonic() + 5
+    while ccf_sampler.ledger.latest is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before_s, unit = late_metric_s(reader)
+    assert unit == "s"
+    go = threading.Event()
+    done = []
+    with tracer.start_as_current_span("fire-and-forget"):
+        future = EARLY_POOL.submit(lambda: (go.wait(5), done.append(burn(0.03))))
+    go.set()
+    future.result()
+    after_s, _ = late_metric_s(reader)
+    assert after_s - before_s == pytest.approx(done[0], rel=0.1)
+    assert after_s == pytest.approx(offload.late_work()[1], rel=1e-12)
+    metrics.shutdown()
+    meter_provider.shutdown()
+
+
+def test_a_forked_child_starts_with_no_late_work(traced):
+    tracer, _ = traced
+    go = threading.Event()
+    with tracer.start_as_current_span("fire-and-forget"):
+        future = EARLY_POOL.submit(lambda: (go.wait(5), burn(0.01)))
+    go.set()
+    future.result()
+    assert offload.late_work()[0] >= 1
+    report = fork_and_report(lambda: dict(zip(("pieces", "cpu_s"), offload.late_work())))
+    assert report == {"pieces": 0, "cpu_s": 0.0}
 
 
 def test_no_span_open_hands_the_callable_over_untouched():

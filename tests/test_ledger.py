@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otel_carbon.attribution import MIN_WINDOW_PROC_S, Layout, attribute, process_charge
 from otel_carbon.intensity import Intensity
 from otel_carbon.ledger import MIN_PRICE_BUSY_S, PRICE_WINDOW_NS, Ledger, Window
 from otel_carbon.sensors.rapl import MAX_JUMP_POWER_W, MAX_ZONE_POWER_W, Zone
@@ -472,3 +473,27 @@ def test_a_window_longer_than_the_ring_loses_nothing_from_a_kept_start_tick():
     assert ledger.window(inside.t_ns, last.t_ns, start=inside).energy_j == pytest.approx(
         ledger.window(inside.t_ns, last.t_ns).energy_j
     )
+
+
+@SETTINGS
+@given(steps, idle_powers, st.data())
+def test_work_that_used_the_processs_cpu_pays_what_the_process_was_charged(steps_, idle_power_w, data):
+    """The ledger's charge and a span's price are one rule (otel_carbon.attribution): work
+    that used exactly the process's CPU time between two ticks is priced at what the
+    ledger charged the process over that window, per component and idle."""
+    ledger, _ = build(steps_, idle_power_w)
+    ticks = ledger.ticks()
+    i = data.draw(st.integers(min_value=0, max_value=len(ticks) - 2))
+    j = data.draw(st.integers(min_value=i + 1, max_value=len(ticks) - 1))
+    start, tick = ticks[i], ticks[j]
+    cpu_s = tick.proc_cpu_s - start.proc_cpu_s
+    if j - i > 1 and cpu_s <= MIN_WINDOW_PROC_S:
+        return  # too little CPU time for a window price: the latest tick's trailing price
+    layout = Layout(tuple((name, k) for k, name in enumerate(COMPONENTS)), idle=True)
+    figures = attribute(cpu_s, start, tick, layout)
+    charged = [b - a for a, b in zip(start.charged_by_j, tick.charged_by_j)]
+    scale = max(tick.charged_j, 1.0)
+    assert list(figures.energy_j) == [approx(c, scale) for c in charged]
+    assert figures.idle_j == approx(tick.charged_idle_j - start.charged_idle_j, scale)
+    whole = process_charge(tick).total_j - process_charge(start).total_j
+    assert sum(figures.energy_j) + (tick.gpu_proc_j - start.gpu_proc_j) == approx(whole, scale)

@@ -39,6 +39,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from otel_carbon import attribution
 from otel_carbon import attributes as A
 from otel_carbon.cli._common import HelpFormatter, epilog, error, output_problem
 from otel_carbon.cli.report_data import dumps, group_spans, ranked
@@ -138,19 +139,22 @@ def _tree_figures(sampler: Any, t0_ns: int, t1_ns: int, cpu_s: float, start: Any
     if tick is None:
         return {}, None, A.UNAVAILABLE
     window = ledger.window(t0_ns, t1_ns, start=start)
-    energy: Dict[str, float] = {A.CPU: 0.0, A.MEMORY: 0.0}
+    prices: Any = tick
     if window is not None and window.busy_s >= 0.05 and window.duration_s >= 0.2:
-        for name in ledger.components:
-            energy[name] = energy.get(name, 0.0) + cpu_s * window.active_j.get(name, 0.0) / window.busy_s
-        idle_price = sum(window.idle_j.values()) / window.busy_s
-    else:
-        for name, price in zip(ledger.components, tick.price_j_per_cpu_s):
-            energy[name] = energy.get(name, 0.0) + cpu_s * price
-        idle_price = tick.idle_price_j_per_cpu_s
+        # the host's price over the window (the children are not in this process's charge)
+        prices = attribution.WindowPrices(
+            [window.active_j.get(name, 0.0) / window.busy_s for name in ledger.components],
+            sum(window.idle_j.values()) / window.busy_s,
+            0.0,
+        )
+    energy_j, _, idle_j, _ = attribution.charge(cpu_s, prices)
+    energy: Dict[str, float] = {A.CPU: 0.0, A.MEMORY: 0.0}
+    for name, component_j in zip(ledger.components, energy_j):
+        energy[name] = energy.get(name, 0.0) + component_j
     from otel_carbon import config
 
     if config.idle_policy() == "cpu":
-        energy["idle"] = cpu_s * idle_price
+        energy["idle"] = idle_j
     return energy, tick.intensity, tick.method
 
 
@@ -315,10 +319,10 @@ def _summarise(sampler: Any, name: str, command: List[str], python: bool, return
     gpu_j = sum(s.number(A.RUN_ENERGY_GPU) or 0.0 for s in roots)
     if gpu_j:
         energy[A.GPU] = gpu_j
-    total_j = sum(energy.values())
+    total_j = attribution.total_j(energy.values())
     g_per_kwh = intensity.g_per_kwh if intensity is not None else 0.0
     pue = intensity.pue if intensity is not None else 1.0
-    emissions_g = intensity.emissions_g(total_j) if intensity is not None else 0.0
+    emissions_g = attribution.emissions_g(total_j, intensity.g_per_joule) if intensity is not None else 0.0
     duration_s = (t1_ns - t0_ns) / 1e9
     attributes = {
         A.CPU_TIME: cpu_s, A.ENERGY_TOTAL: total_j, A.EMISSIONS: emissions_g, A.INTENSITY: g_per_kwh,

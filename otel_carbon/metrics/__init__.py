@@ -18,6 +18,8 @@ Instruments (names and units in :mod:`otel_carbon.attributes`, table in docs/met
 * this process: ``carbon.process.energy`` (counter, J, per ``hw.type``) and
   ``carbon.process.emissions`` (counter, g);
 * ``carbon.grid.intensity`` (gauge, g CO2e/kWh) with ``carbon.zone``;
+* ``carbon.offload.late`` (counter, s): CPU time of work handed off by spans that ended
+  before it did (charged to no span);
 * per span: ``carbon.span.energy`` (counter, J), ``carbon.span.emissions`` (counter, g) and
   ``carbon.span.count`` (counter, ``{span}``) with the span name (``span.name``),
   ``http.route``, ``http.request.method``, ``rpc.service``, ``rpc.method``,

@@ -10,9 +10,13 @@ history the sampler thread hands over after each tick (:meth:`HardwareMeter.on_t
 * ``hw.power`` is the mean power over the trailing :data:`POWER_WINDOW_NS` (one tick is
   too short for models fed by ``/proc/stat``'s 10 ms ticks). Not reported while the ledger
   is stale (sampler stopped or stalled): no number beats a wrong one.
-* ``carbon.process.energy`` is the active energy charged to this process (``charged_by_j``
-  per component; the process's GPU share), and ``carbon.process.emissions`` its CO2e,
+* ``carbon.process.energy`` is the active energy charged to this process
+  (:func:`otel_carbon.attribution.process_charge`: per component; the process's GPU
+  share), and ``carbon.process.emissions`` its CO2e,
   integrated tick by tick with the intensity in force (PUE applied, like spans).
+* ``carbon.offload.late`` is the CPU time of work handed to other threads that finished
+  after its span ended (:func:`otel_carbon.offload.late_work`): part of the unattributed
+  share, counted so a reader sees how much fire-and-forget work there is.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_carbon import attributes as A
+from otel_carbon import offload
 from otel_carbon._log import warn_once
+from otel_carbon.attribution import emissions_g, process_charge, total_j
 from otel_carbon.ledger import Tick
 
 _logger = logging.getLogger("otel_carbon")
@@ -142,6 +148,11 @@ class HardwareMeter:
             description="Sampler intervals longer than a counter's wrap period at the highest plausible "
             "power (the sampler was starved); energy in them may be short by whole counter ranges",
         )
+        meter.create_observable_counter(
+            A.OFFLOAD_LATE, [observe(self._late_work)], unit=A.UNIT_S,
+            description="CPU time of work handed off by spans that ended before it finished (fire-and-forget); "
+            "charged to no span",
+        )
         latest = sampler.ledger.latest
         if latest is not None:
             self.on_tick(latest)
@@ -175,12 +186,12 @@ class HardwareMeter:
             recent.append((tick.t_ns, energies))
             while len(recent) > 2 and tick.t_ns - recent[1][0] >= POWER_WINDOW_NS:
                 recent.popleft()
-            proc_j = tick.charged_j + tick.gpu_proc_j
-            g_per_j = tick.g_per_j
+            charged = process_charge(tick)
+            proc_j = charged.total_j
             if self._proc_j is None:
-                self.process_emissions_g = proc_j * g_per_j
-            else:
-                self.process_emissions_g += max(proc_j - self._proc_j, 0.0) * g_per_j
+                self.process_emissions_g = charged.emissions_g
+            else:  # each interval at the intensity in force at its end
+                self.process_emissions_g += emissions_g(max(proc_j - self._proc_j, 0.0), tick.g_per_j)
             self._proc_j = proc_j
             self._last = tick
 
@@ -240,18 +251,22 @@ class HardwareMeter:
             yield Observation(idle, idle_attrs)
 
     def _process_energy(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
-        charged = tick.charged_by_j
-        if len(charged) == len(layout.components):
+        charged = process_charge(tick)
+        by_j = charged.energy_j
+        if len(by_j) == len(layout.components):
             for attrs, indices in layout.process:
-                yield Observation(sum(charged[i] for i in indices), attrs)
+                yield Observation(total_j(by_j[i] for i in indices), attrs)
         if layout.process_gpu is not None:
-            yield Observation(tick.gpu_proc_j, layout.process_gpu)
+            yield Observation(charged.gpu_j, layout.process_gpu)
 
     def _process_emissions(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(self.process_emissions_g, layout.method)
 
     def _gaps(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(self._sampler.long_gaps)
+
+    def _late_work(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
+        yield Observation(offload.late_work()[1])
 
     def _intensity(self, tick: Tick, layout: _Layout) -> Iterable[Observation]:
         yield Observation(tick.intensity.g_per_kwh, {A.ZONE: tick.intensity.zone})

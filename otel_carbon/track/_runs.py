@@ -18,7 +18,7 @@ from opentelemetry.trace import Status, StatusCode
 from otel_carbon import __version__
 from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
-from otel_carbon.attribution import Layout, attribute
+from otel_carbon.attribution import Layout, attribute, emissions_g, method_of, total_j
 from otel_carbon.track._config import _Config
 from otel_carbon.track.result import EmissionsResult
 
@@ -162,8 +162,7 @@ def _machine_figures(run: _Run, now_ns: int) -> Tuple[Dict[str, float], float, s
         energy[name] = value
     if run.sampler.gpus:
         energy[A.GPU] = window.gpu_proc_j
-    method = A.UNAVAILABLE if run.sampler.stale(tick, now_ns) else tick.method
-    return energy, window.busy_s, method, tick.intensity
+    return energy, window.busy_s, method_of(tick, run.sampler.stale(tick, now_ns)), tick.intensity
 
 
 def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException] = None) -> Optional[EmissionsResult]:
@@ -186,12 +185,13 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
             energy, cpu_s, method, intensity = _machine_figures(run, now_ns)
         if cfg.intensity is not None:
             intensity = cfg.intensity
-        total_j = sum(energy.values())
+        energy_total_j = total_j(energy.values())
         if intensity is not None:
             g_per_kwh, pue, zone = intensity.g_per_kwh, intensity.pue, intensity.zone
+            run_emissions_g = emissions_g(energy_total_j, intensity.g_per_joule)
         else:
             g_per_kwh, pue, zone, method = 0.0, 1.0, "", A.UNAVAILABLE
-        emissions_g = intensity.emissions_g(total_j) if intensity is not None else 0.0
+            run_emissions_g = 0.0
         result = EmissionsResult(
             name=cfg.name,
             run_id=run.run_id,
@@ -200,8 +200,8 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
             duration_s=(now_ns - run.t0_ns) / 1e9,
             cpu_time_s=cpu_s,
             energy_j=energy,
-            energy_total_j=total_j,
-            emissions_g=emissions_g,
+            energy_total_j=energy_total_j,
+            emissions_g=run_emissions_g,
             intensity_g_per_kwh=g_per_kwh,
             pue=pue,
             zone=zone,
