@@ -101,6 +101,19 @@ def wait_for(predicate, timeout_s: float = 10.0, step_s: float = 0.005) -> bool:
     return bool(predicate())
 
 
+def wait_for_a_price(sampler) -> None:
+    """Until the sampler knows what a CPU-second costs: a measured counter's first tick
+    has no price yet, nor has a quiet host's, and spans priced then say
+    carbon.method=unavailable."""
+
+    def priced() -> bool:
+        burn_cpu_s(0.002)  # busy host time, which a price needs
+        tick = sampler.ledger.latest
+        return tick is not None and sum(tick.price_j_per_cpu_s) > 0
+
+    assert wait_for(priced, 10)
+
+
 def burn_cpu_s(seconds: float) -> float:
     """Spin on this thread for ``seconds`` of its own CPU time; return what was used."""
     import time

@@ -46,13 +46,13 @@ from otel_carbon.sensors.rapl import MAX_ZONE_POWER_W, probe_rapl
 
 if __package__:  # tests/ is a package
     from . import intensity_fake_api as fake_api
-    from .conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for
+    from .conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for, wait_for_a_price
     from .fake_nvml import FakeDevice, FakeNvml
     from .intensity_helpers import reference_country
     from .powercap_tree import CounterDriver, build_intel_tree
 else:  # rootdir-relative import mode: tests/ itself is on sys.path
     import intensity_fake_api as fake_api
-    from conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for
+    from conftest import burn_cpu_s, fork_and_report, make_sampler, wait_for, wait_for_a_price
     from fake_nvml import FakeDevice, FakeNvml
     from intensity_helpers import reference_country
     from powercap_tree import CounterDriver, build_intel_tree
@@ -89,18 +89,6 @@ def thread_errors():
     finally:
         threading.excepthook = previous
     assert seen == [], f"exceptions escaped threads: {seen}"
-
-
-def wait_for_a_price(sampler: Sampler) -> None:
-    """Until the sampler knows what a CPU-second costs: a measured counter's first tick
-    has no price yet, and spans priced by it say carbon.method=unavailable."""
-
-    def priced() -> bool:
-        burn_cpu_s(0.002)  # busy host time, which a price needs
-        tick = sampler.ledger.latest
-        return tick is not None and sum(tick.price_j_per_cpu_s) > 0
-
-    assert wait_for(priced, 10)
 
 
 def bounded(fn: Callable[[], Any], timeout_s: float) -> "tuple[Any, float]":
