@@ -187,6 +187,23 @@ def ccf_sampler():
     sampler.shutdown()
 
 
+@pytest.fixture
+def traced(ccf_sampler):
+    """(tracer, in-memory exporter) of a provider with our processor on ``ccf_sampler``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_carbon import CarbonSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CarbonSpanProcessor(sampler=ccf_sampler))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("test"), exporter
+    provider.shutdown()
+
+
 # -- the e2e tests run last ------------------------------------------------------------------
 #
 # They need Jaeger and the collector built from Go (collector/e2e/build.sh), which .ci/run

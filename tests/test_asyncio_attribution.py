@@ -6,12 +6,8 @@ import asyncio
 import time
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from conftest import burn_cpu_s as burn
-from otel_carbon import CarbonSpanProcessor
 from otel_carbon import attributes as A
 
 try:
@@ -43,16 +39,6 @@ def run_on(loop_kind: str, coro_factory):
         return loop.run_until_complete(coro_factory())
     finally:
         loop.close()
-
-
-@pytest.fixture
-def traced(ccf_sampler):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(CarbonSpanProcessor(sampler=ccf_sampler))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider.get_tracer("test"), exporter
-    provider.shutdown()
 
 
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
