@@ -82,7 +82,10 @@ def _energy(path):
 def baseline(tmp_path_factory):
     """The project run three times, each run added to ``base.json`` and written alone to
     ``runN.json``; also a Markdown report of the last run."""
-    folder = _project(tmp_path_factory.mktemp("proj"))
+    return _save_baseline(_project(tmp_path_factory.mktemp("proj")))
+
+
+def _save_baseline(folder):
     outputs = []
     for n in range(3):
         rc, out = _pytest(folder, "--carbon", "--carbon-save=base.json", "--carbon-save-append",
@@ -111,7 +114,14 @@ def test_heavy_test_ranked_first_with_five_times_the_energy(baseline):
 def test_doubled_work_fails_the_run_naming_the_test(baseline, tmp_path):
     folder, _ = baseline
     base = folder / "base.json"
-    rc, out = _pytest(_project(tmp_path / "doubled", heavy=2 * HEAVY), f"--carbon-compare={base}", "--carbon-fail-over=10%")
+    doubled = _project(tmp_path / "doubled", heavy=2 * HEAVY)
+    for attempt in range(3):
+        # A baseline run disturbed by the machine (one slow run) widens its noise past the change:
+        # measure the baseline again, up to three times, rather than loosen a bound.
+        rc, out = _pytest(doubled, f"--carbon-compare={base}", "--carbon-fail-over=10%")
+        if re.search(r"^FAIL total: ", out, re.M) or attempt == 2:
+            break
+        base = _save_baseline(_project(tmp_path / f"base{attempt}"))[0] / "base.json"
     assert rc == 1, out
     assert "3 passed" in out
     change = re.search(r"^FAIL test_proj\.py::test_heavy: \+(\d+\.\d)% energy", out, re.M)
