@@ -75,15 +75,25 @@ def test_concurrent_requests_each_get_their_own_share(otlp_receiver, loop):
     # The requests really ran interleaved: a thread clock would charge each one for the others.
     assert _max_overlap(together) >= CONCURRENT // 3
 
-    single_task = [s["attributes"][A.CPU_TIME] for s in single if s["attributes"][A.CPU_CLOCK] == "task"]
+    # Each span against the CPU its own handler measured for its hashing (``app.work.cpu_time``,
+    # thread clock around each step): the span adds only the framework's share of the request.
+    # A per-request reference, not the median of the requests run alone: a machine whose other
+    # work moved under the test once made the same hashing cost twice as much CPU in the first
+    # phase as in the second.
+    single_task = [s for s in single if s["attributes"][A.CPU_CLOCK] == "task"]
     assert len(single_task) >= ALONE - 1, [s["attributes"][A.CPU_CLOCK] for s in single]
-    alone_s = statistics.median(single_task)
     clocks = [s["attributes"][A.CPU_CLOCK] for s in together]
     assert clocks.count("task") >= 0.9 * CONCURRENT, clocks
     if loop == "asyncio":  # the default loop's handles are timed from the very first span
         assert set(clocks) == {"task"} and all(s["attributes"][A.CPU_CLOCK] == "task" for s in single)
-    shares = [s["attributes"][A.CPU_TIME] for s in together if s["attributes"][A.CPU_CLOCK] == "task"]
-    ratios = sorted(x / alone_s for x in shares)
-    assert 0.5 < ratios[0] and ratios[-1] < 2.0, f"alone {alone_s * 1000:.2f} ms, ratios {ratios}"
-    print(f"{loop}: alone {alone_s * 1000:.2f} ms; 50 at once: {ratios[0]:.2f}..{ratios[-1]:.2f} x alone, "
-          f"overlap {_max_overlap(together)}, clocks {sorted(set(clocks))}")
+
+    def own_share(spans):
+        return sorted(s["attributes"][A.CPU_TIME] / s["attributes"]["app.work.cpu_time"]
+                      for s in spans if s["attributes"][A.CPU_CLOCK] == "task")
+
+    alone, shares = own_share(single_task), own_share(together)
+    for ratios in (alone, shares):
+        # A thread clock would charge each of the 50 with the others' work too (up to 50x).
+        assert 0.9 < ratios[0] and ratios[-1] < 1.5, f"alone {alone}, 50 at once {shares}"
+    print(f"{loop}: span CPU / handler's own CPU: alone {alone[0]:.2f}..{alone[-1]:.2f}, "
+          f"50 at once {shares[0]:.2f}..{shares[-1]:.2f}, overlap {_max_overlap(together)}, clocks {sorted(set(clocks))}")
