@@ -874,6 +874,11 @@ fast_on_ending(Hooks *self, PyObject *span)
         Py_DECREF(key);
         return 0; /* a child span handed work to other threads: the Python path adds it */
     }
+    long long wall_ns = wall_now_ns(), cpu_ns = 0;
+    if ((double)(wall_ns - self->tick_t_ns) > self->stale_after_ns) {
+        Py_DECREF(key);
+        return 0; /* a stale ledger: the Python path takes a reading itself, or says unavailable */
+    }
     PyObject *target = span_attributes_with_room(self, span);
     if (target == NULL) {
         Py_DECREF(key);
@@ -883,7 +888,6 @@ fast_on_ending(Hooks *self, PyObject *span)
     Py_XINCREF(meter); /* the state tuple may go with the dict entry */
     int rc = PyDict_DelItem(self->open, key);
     Py_DECREF(key);
-    long long wall_ns = wall_now_ns(), cpu_ns = 0;
     PyObject *clock = NAME(N_CLOCK_THREAD);
     if (meter != NULL) {
         clock = NAME(N_CLOCK_TASK);
@@ -902,14 +906,13 @@ fast_on_ending(Hooks *self, PyObject *span)
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
     Py_ssize_t n = self->n_components;
     double *energy_j = self->prices + n, total_j, emissions_g;
-    int stale = attribute_c(cpu_s, self->prices, n, self->g_per_j,
-                            (double)(wall_ns - self->tick_t_ns) > self->stale_after_ns, energy_j, &total_j, &emissions_g);
+    int unavailable = attribute_c(cpu_s, self->prices, n, self->g_per_j, 0, energy_j, &total_j, &emissions_g);
     /* The numbers go into the shared template only when it is merged at once into a plain
      * dict: no Python code runs in between, so no other thread can touch the template.
-     * Otherwise (a stale tick, listeners that keep the figures, another mapping type)
+     * Otherwise (CPU time with no price, listeners that keep the figures, another mapping type)
      * they go into a copy. */
     int listeners = self->listeners;
-    int shared = !stale && !listeners && PyDict_CheckExact(target);
+    int shared = !unavailable && !listeners && PyDict_CheckExact(target);
     PyObject *figures = shared ? self->figures : PyDict_Copy(self->figures);
     if (figures == NULL) {
         Py_DECREF(target);
@@ -932,7 +935,7 @@ fast_on_ending(Hooks *self, PyObject *span)
         if (shared)
             self->figures_clock = clock;
     }
-    if (stale && PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0)
+    if (unavailable && PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0)
         goto done;
     rc = merge_into(target, figures);
     if (rc == 0 && listeners) {

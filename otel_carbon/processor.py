@@ -304,9 +304,7 @@ class CarbonSpanProcessor(SpanProcessor):
         state = self._open.pop(key, None)
         box = self._boxes.pop(key, None) if self._boxes else None
         handed_off_ns = offload.close(box) if box is not None else 0
-        sampler = self._sampler
-        tick = sampler.ledger.latest
-        if state is None or tick is None:
+        if state is None:
             return {A.METHOD: A.UNAVAILABLE}
         cpu0_ns, meter, clock_id, start, offloaded0_ns = state
         if meter is None:
@@ -330,10 +328,17 @@ class CarbonSpanProcessor(SpanProcessor):
             meter.offloaded_ns += handed_off_ns
             handed_off_ns += children_ns
         cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
+        sampler = self._sampler
+        tick = sampler.ledger.latest
+        now_ns = _monotonic_ns()
+        if tick is None or now_ns - tick.t_ns > sampler.stale_after_ns:  # a starved sampler thread
+            tick = sampler.catch_up() or tick
+            now_ns = _monotonic_ns()
+            if tick is None:
+                return {A.METHOD: A.UNAVAILABLE}
         if self._layout_for is not sampler.ledger:
             self._refresh_layout()
         layout = self._layout
-        now_ns = _monotonic_ns()
         gpu_j = 0.0
         if layout.gpu:
             start_ns, end_ns = getattr(span, "start_time", None), getattr(span, "end_time", None)

@@ -16,6 +16,9 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
 * **Failures.** A sensor that raises marks its component ``unavailable`` for that tick and
   logs once; the thread never dies. A sensor that hangs stalls the ledger, and spans that
   end on a stale ledger say ``unavailable``.
+* **Starvation.** A span that ends on a stale ledger while no tick is in progress takes the
+  reading itself (:meth:`Sampler.catch_up`, at most once per interval): on a host whose
+  CPU-bound threads keep the sampler thread from running, spans are still priced.
 * **One per process.** :func:`get_sampler` returns the process-wide sampler, started
   lazily; every processor, meter and tracker shares it, so the same joules are never
   counted twice. After ``fork`` the child gets a fresh ledger and its own thread
@@ -161,6 +164,8 @@ class Sampler:
         self.ticks = 0
         self.dropped_pairs = 0  # readings retried because their parts were too far apart
         self.skewed_pairs = 0  # readings kept although every attempt was too slow
+        self.catch_ups = 0  # readings taken by a span ending on a stale ledger (catch_up)
+        self._catch_up_after_ns = 0
         self.sensor_errors: Dict[str, str] = {}
         self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
@@ -328,6 +333,29 @@ class Sampler:
         if tick is None:
             return True
         return now_ns - tick.t_ns > self.stale_after_s * 1e9
+
+    def catch_up(self) -> Optional[Tick]:
+        """A reading now, on the calling thread, for a span ending on a stale ledger: the
+        sampler thread did not get the CPU (CPU-bound threads holding the GIL on a loaded
+        host, a process just thawed). Never waits: nothing while a tick is in progress (a
+        sensor that hangs holds it), at most one attempt per interval, nothing once shut
+        down; a pending Resource resolution stays the sampler thread's job. Returns the new
+        tick, or None."""
+        now_ns = self._clock_ns()
+        if now_ns < self._catch_up_after_ns or not self.running:
+            return None
+        self._catch_up_after_ns = now_ns + int(self.interval_s * 1e9)
+        if not self._tick_lock.acquire(blocking=False):
+            return None
+        try:
+            tick = self._tick()
+            self.catch_ups += 1
+            return tick
+        except Exception as exc:  # noqa: BLE001 - never into the span path
+            warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
+            return None
+        finally:
+            self._tick_lock.release()
 
     # -- one tick ---------------------------------------------------------------------------
 

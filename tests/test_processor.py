@@ -267,6 +267,38 @@ def test_stale_ledger_marks_spans_unavailable():
     assert by_name["stale"][A.METHOD] == A.UNAVAILABLE
 
 
+def test_a_span_ending_on_a_stale_ledger_takes_the_reading_a_starved_sampler_thread_missed():
+    """On a loaded host CPU-bound threads can keep the sampler thread from running for
+    longer than the staleness limit. Here its loop is replaced by a wait (the scheduling a
+    test cannot force): it took its first reading, then never another. The span that ends
+    on the stale ledger takes the reading itself and is priced over its own window; the
+    next span finds the ledger fresh and takes none."""
+    sampler = make_sampler([CpuModelSensor("ccf", 1.0, 5.0, n_vcpus=1)], interval_s=0.02, idle_interval_s=0.1, start=False)
+    never = threading.Event()
+    sampler._run = lambda tick_first=False: never.wait()  # running, never ticking
+    sampler.start()
+    exporter = InMemorySpanExporter()
+    provider = provider_with(CarbonSpanProcessor(sampler=sampler), SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("starved"):
+            burn_cpu_s(0.05)
+            time.sleep(sampler.stale_after_s + 0.1)
+        assert sampler.catch_ups == 1 and sampler.ticks == 2
+        with tracer.start_as_current_span("fresh"):
+            burn_cpu_s(0.01)
+        assert sampler.catch_ups == 1 and sampler.ticks == 2
+    finally:
+        never.set()
+        sampler.shutdown()
+    for span in exporter.get_finished_spans():
+        attrs = span.attributes
+        assert attrs[A.METHOD] == A.ESTIMATED, (span.name, dict(attrs))
+        assert attrs[A.CPU_TIME] > 0
+        # the ccf line: max - min = 4 W per busy vCPU, whatever else the host ran
+        assert attrs[A.ENERGY_TOTAL] == pytest.approx(PRICE_J_PER_CPU_S * attrs[A.CPU_TIME], rel=1e-9)
+
+
 def test_leaked_spans_are_capped_and_counted(ccf_sampler):
     exporter = InMemorySpanExporter()
     carbon = CarbonSpanProcessor(sampler=ccf_sampler, max_open_spans=100)
