@@ -2,7 +2,9 @@
 
 **The rule.** Work handed off at one of the seams below is charged to the span current in
 the context it was handed off from, at that moment (the span OpenTelemetry would make the
-parent of a span started inside the work). The work is timed on the thread that runs it:
+parent of a span started inside the work). When that span was dropped by the sampler (a
+``NonRecordingSpan`` under a recording parent: the child of a request recorded only for
+the metrics), the work goes to the innermost recording span above it (:func:`dropped_under`). The work is timed on the thread that runs it:
 its thread CPU clock over the work, plus whatever spans inside the work handed off in turn.
 That CPU time is added to the span's ``carbon.cpu.time`` when the work finishes (and shown
 as ``carbon.cpu.offloaded``), and so to its energy. Spans opened inside the work get their
@@ -39,6 +41,7 @@ caller waited for anyway, and the right CPU time.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import importlib.abc
 import importlib.machinery
 import logging
@@ -126,13 +129,44 @@ def untrack(tracker: Any) -> None:
     _opens = tuple(o for o, _ in _tracked)
 
 
+#: the recording span under which a span was last dropped in this thread's or task's context
+#: (see :func:`dropped_under`), weakly
+_dropped_under: "contextvars.ContextVar[Optional[weakref.ref[Any]]]" = contextvars.ContextVar(
+    "otel_carbon_dropped_under", default=None
+)
+
+
+def dropped_under(parent: Any) -> None:
+    """A span started here under the recording span ``parent`` was dropped by the sampler (a
+    ``NonRecordingSpan``, e.g. the child of a request recorded only for the metrics: see
+    :mod:`otel_carbon.record_unsampled`). Work handed off inside it, or inside spans dropped
+    under it, is charged to ``parent``, the innermost span that records: what it would have
+    included had the child been sampled."""
+    _dropped_under.set(weakref.ref(parent))
+
+
+def _recording_above(span: Any) -> Any:
+    """The recording span ``span`` was dropped under in this context, if still open and of
+    the same trace (the context variable outlives the span it was set for)."""
+    ref = _dropped_under.get()
+    parent = ref() if ref is not None else None
+    if parent is None or not parent.is_recording():
+        return None
+    if parent.get_span_context().trace_id != span.get_span_context().trace_id:
+        return None
+    return parent
+
+
 def current_box() -> Optional[Box]:
-    """The box of the span current here, when a tracker follows that span."""
+    """The box of the span current here, when a tracker follows that span (or, for a
+    dropped span, the recording span it was dropped under)."""
     if not any(_opens):
         return None
     span = _get_current_span()
     if not span.is_recording():
-        return None
+        span = _recording_above(span)
+        if span is None:
+            return None
     for opened, ref in _tracked:
         if opened:
             tracker = ref()

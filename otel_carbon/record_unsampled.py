@@ -15,7 +15,8 @@ downstream is unchanged (not sampled).
 sampler drops them (their parent is not sampled), so they stay ``NonRecordingSpan`` and
 cost what they cost without us. That is what the default per-span metrics need: they sum
 local roots only, and a root's figures already include its children's work (its thread's
-or task's CPU time). With ``children=True`` (what ``configure()`` and the instrumentor pick
+or task's CPU time, and what the dropped children hand to other threads: see
+:func:`otel_carbon.offload.dropped_under`). With ``children=True`` (what ``configure()`` and the instrumentor pick
 when the meter takes every span, ``OTEL_CARBON_METRIC_SPANS=all``) a dropped child of a
 recording parent is recorded too.
 
@@ -38,6 +39,8 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
+
+from otel_carbon.offload import dropped_under
 
 _logger = logging.getLogger("otel_carbon")
 _DROP = Decision.DROP
@@ -79,8 +82,12 @@ class RecordUnsampled(Sampler):
             return result
         parent = get_current_span(parent_context)
         context = parent.get_span_context()
-        if context.is_valid and not context.is_remote and not (self.children and parent.is_recording()):
-            return result  # a local child: the delegate's decision stands
+        if context.is_valid and not context.is_remote:  # a local child
+            if parent.is_recording():
+                if self.children:
+                    return SamplingResult(_RECORD_ONLY, attributes, result.trace_state)
+                dropped_under(parent)  # work it hands to other threads is the parent's
+            return result  # the delegate's decision stands
         # The delegate's DROP result carries no attributes; the span keeps the ones it was
         # started with (http.route and the like), as a sampled one would.
         return SamplingResult(_RECORD_ONLY, attributes, result.trace_state)

@@ -4,6 +4,8 @@ provider (and the tracers it already handed out), configure() and the instrument
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -26,7 +28,9 @@ from otel_carbon.record_unsampled import RecordUnsampled
 try:
     from metrics_flask_app import RecordedSpans as EveryEndedSpan
     from test_setup import _busy, fresh_otel  # noqa: F401 - fixture
+    from conftest import burn_cpu_s
 except ImportError:  # tests/ imported as a package
+    from .conftest import burn_cpu_s
     from .metrics_flask_app import RecordedSpans as EveryEndedSpan
     from .test_setup import _busy, fresh_otel  # noqa: F401
 
@@ -101,6 +105,35 @@ def test_dropped_roots_reach_the_meter_never_the_exporters(ccf_sampler, wrapping
         assert (A.ENERGY_TOTAL in root_span.attributes) is not wrapping
         assert counts(p.reader) == {"root": 1, "remote-child": 1}
         assert p.metrics.recorded_spans == 2
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("head", ["dropped", "sampled"])
+def test_work_a_dropped_child_hands_off_is_charged_to_the_recorded_root_as_when_sampled(ccf_sampler, head):
+    """Under head sampling the children of an unsampled request stay NonRecordingSpans; work
+    they hand to a thread pool is charged to the innermost recording span above them (the
+    root recorded for the metrics), as it is when the whole trace is sampled. Once the root
+    has ended, a dropped span of another trace on the same thread charges nothing to it."""
+    p = Pipeline(DROP_ALL if head == "dropped" else ParentBased(ALWAYS_ON), ccf_sampler)
+    handed = []
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            with p.tracer.start_as_current_span("root") as root:
+                assert root.get_span_context().trace_flags.sampled is (head == "sampled")
+                with p.tracer.start_as_current_span("child") as child:
+                    assert child.is_recording() is (head == "sampled")
+                    handed.append(pool.submit(burn_cpu_s, 0.03).result())
+                    with p.tracer.start_as_current_span("grandchild"):
+                        handed.append(pool.submit(burn_cpu_s, 0.02).result())
+            other = NonRecordingSpan(SpanContext(0x123, 0x456, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT)))
+            with trace.use_span(other):
+                pool.submit(burn_cpu_s, 0.01).result()
+        (root_span,) = [s for s in p.every.spans if s.name == "root"]
+        offloaded = root_span.attributes[A.CPU_OFFLOADED]
+        assert sum(handed) * 0.95 <= offloaded <= sum(handed) + 0.01, (offloaded, handed)
+        assert root_span.attributes[A.CPU_TIME] >= offloaded
+        assert root_span.attributes[A.METHOD] == A.ESTIMATED
     finally:
         p.close()
 
