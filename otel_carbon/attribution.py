@@ -217,3 +217,25 @@ def attribute(
         cpu_s, energy, gpu_j if layout.gpu else None, idle_j, total, emissions_g(total, tick.g_per_j), embodied_g,
         method_of(tick, stale, cpu_s, total),
     )  # fmt: skip
+
+
+def span_attributes(figures: Figures, layout: Layout, tick: "Tick", clock: str, offloaded_s: float) -> "dict[str, object]":
+    """The carbon attributes of a span priced as ``figures`` (``clock``: what timed its own
+    CPU time; ``offloaded_s``: the part of it that ran on other threads, shown when > 0)."""
+    values: "dict[str, object]" = {A.CPU_TIME: figures.cpu_s, A.CPU_CLOCK: clock}
+    for (name, _), energy_j in zip(layout.components, figures.energy_j):
+        values[name] = energy_j
+    if figures.gpu_j is not None:
+        values[A.ENERGY_GPU] = figures.gpu_j
+    if figures.idle_j is not None:
+        values[A.ENERGY_IDLE] = figures.idle_j
+    if figures.embodied_g is not None:
+        values[A.EMBODIED] = figures.embodied_g
+    values[A.ENERGY_TOTAL] = figures.total_j
+    values[A.EMISSIONS] = figures.emissions_g
+    values[A.INTENSITY] = tick.intensity.g_per_kwh
+    values[A.ZONE] = tick.intensity.zone
+    values[A.METHOD] = figures.method
+    if offloaded_s:
+        values[A.CPU_OFFLOADED] = offloaded_s
+    return values

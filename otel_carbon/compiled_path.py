@@ -25,10 +25,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from otel_carbon import attributes as A
 from otel_carbon import cpu_clock
-from otel_carbon.cpu_clock import running_loop
-
-CLOCK_THREAD = "thread"
-CLOCK_TASK = "task"
+from otel_carbon.cpu_clock import CLOCK_TASK, CLOCK_THREAD, running_loop
 
 #: the names the compiled hooks use: attribute keys and values, then the fields they read
 #: from the SDK span, its attribute mapping and the ledger tick
@@ -38,12 +35,13 @@ NAMES = (
     "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len",
 )  # fmt: skip
 
-_HOOKS = ("on_start", "_on_ending", "on_end")
+#: the span hooks a processor may hold as instance attributes
+HOOKS = ("on_start", "_on_ending", "on_end")
 
 
 def plain_hooks(cls: type, base: type) -> bool:
     """Whether ``cls`` keeps ``base``'s span hooks (a subclass that overrides one keeps Python)."""
-    return all(getattr(cls, name) is getattr(base, name) for name in _HOOKS)
+    return all(getattr(cls, name) is getattr(base, name) for name in HOOKS)
 
 
 def in_place(processor_cls: type) -> Tuple[type, ...]:

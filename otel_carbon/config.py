@@ -199,6 +199,22 @@ def max_open_spans() -> int:
     return int(env_number(OTEL_CARBON_MAX_OPEN_SPANS, DEFAULT_MAX_OPEN_SPANS))  # type: ignore[arg-type]
 
 
+def span_options(idle: Optional[str], max_open: Optional[int], embodied_g_h: Optional[float]) -> "tuple[bool, int, float]":
+    """A span processor's ``idle_policy``, ``max_open_spans`` and ``embodied_g_per_hour``,
+    each from its variable when None, checked (ValueError names a bad one): whether spans
+    get an idle share, the most open spans tracked, embodied g CO2e per second."""
+    idle = idle_policy() if idle is None else idle
+    if idle not in ("none", "cpu"):
+        raise ValueError(f"idle_policy must be 'none' or 'cpu', got {idle!r}")
+    max_open = max_open_spans() if max_open is None else max_open
+    if not isinstance(max_open, int) or isinstance(max_open, bool) or max_open < 1:
+        raise ValueError(f"max_open_spans must be an int >= 1, got {max_open!r}")
+    embodied_g_h = embodied_g_per_hour() if embodied_g_h is None else embodied_g_h
+    if embodied_g_h is not None and not (isinstance(embodied_g_h, (int, float)) and 0 <= embodied_g_h < float("inf")):
+        raise ValueError(f"embodied_g_per_hour must be a number >= 0 (g CO2e per hour), got {embodied_g_h!r}")
+    return idle == "cpu", max_open, (embodied_g_h or 0.0) / 3600.0
+
+
 # -- Carbon intensity (appended by the intensity module; see otel_carbon/intensity/) --------
 OTEL_CARBON_INTENSITY = "OTEL_CARBON_INTENSITY"
 """A fixed grid intensity in g CO2e/kWh (number >= 0); beats every location setting."""

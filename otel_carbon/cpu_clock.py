@@ -334,6 +334,38 @@ if speedups is not None:
     add_offloaded_ns = speedups.add_offloaded_ns  # noqa: F811
 
 
+#: ``carbon.cpu.clock`` values: what timed a span's own CPU time
+CLOCK_THREAD = "thread"  # its thread's CPU clock
+CLOCK_TASK = "task"  # its asyncio task's meter
+CLOCK_OTHER_THREAD = "other_thread"  # ended on another thread: the starting thread's clock
+CLOCK_NONE = "none"  # ended on another thread, which is gone: 0 s
+
+
+def span_cpu_ns(cpu0_ns: int, meter: Optional[TaskMeter], clock_id: Optional[int], offloaded0_ns: int, handed_off_ns: int) -> "tuple[int, str, int]":
+    """A span ending now on this thread: ``(own CPU ns, clock, handed-off CPU ns)`` from its
+    state at start (clock reading, task meter or None, the starting thread's clock id, the
+    hand-off count then) and the CPU ns its own hand-offs used. Handed-off work counts what
+    its children here handed off too; its ancestors here then include its own."""
+    if meter is not None:
+        cpu_ns = meter.now_ns() - cpu0_ns
+        meter.open_spans -= 1
+        children_ns = meter.offloaded_ns - offloaded0_ns
+        meter.offloaded_ns += handed_off_ns
+        return cpu_ns, CLOCK_TASK, handed_off_ns + children_ns
+    tls = _tls
+    if clock_id == (tls.clock_id or thread_clock_id()):
+        cpu_ns = read_cpu_ns(tls) - cpu0_ns
+        children_ns = offloaded_ns() - offloaded0_ns
+        if handed_off_ns:
+            add_offloaded_ns(handed_off_ns)
+        return cpu_ns, CLOCK_THREAD, handed_off_ns + children_ns
+    # the starting thread's own count is out of reach: this span's own hand-offs only
+    now = other_thread_cpu_ns(clock_id)
+    if now is None:
+        return 0, CLOCK_NONE, handed_off_ns
+    return now - cpu0_ns, CLOCK_OTHER_THREAD, handed_off_ns
+
+
 def _forget_thread_clock_in_child() -> None:
     """In a forked child the forking thread is a new thread: its CPU clock starts again near
     0 and its clock id is another. Forget the parent's (a coalesced read from before the fork

@@ -17,15 +17,11 @@ How figures reach the exporters (the SDK makes spans read-only before ``on_end``
   metrics) gets figures and reaches the meter, never the wrapped processors. A processor
   that wants unsampled spans goes on the provider beside ours.
 
-Attribution (see docs/attribution.md and :mod:`otel_carbon.attribution`, the one function
-that prices a span): a span pays ``carbon.cpu.time x price`` per component, where the price
-is the active joules per busy host CPU-second over the span's window (or the trailing price
-of the latest tick for spans shorter than the price window); GPU energy is the process's
-share split among open spans. ``carbon.cpu.time`` includes the work the span handed to
-other threads (:mod:`otel_carbon.offload`).
-Nothing here reads a sensor or a file: the span path costs one or two CPU-clock reads (a
-span starting right after another clock read on its thread reuses it: see
-:mod:`otel_carbon.cpu_clock`), a dict insert and pop, and a few float operations.
+Pricing is :func:`otel_carbon.attribution.attribute` (docs/attribution.md): a span pays
+``carbon.cpu.time x price`` per component; its CPU time includes the work it handed to other
+threads (:mod:`otel_carbon.offload`). Nothing here reads a sensor or a file, except a span
+ending on a stale ledger, which takes the reading the sampler thread missed
+(:meth:`~otel_carbon.sampler.Sampler.catch_up`).
 
 **Compiled hooks.** Where ``otel_carbon._speedups`` was built, a drop-in processor binds
 the compiled span path, which does the common case and calls the methods below for the rest
@@ -48,31 +44,23 @@ from otel_carbon import compiled_path, config, cpu_clock, offload
 from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
-    add_offloaded_ns,
-    offloaded_ns,
     current_owner,
+    ensure_task_timing,
     install,
     meter_for_span,
-    other_thread_cpu_ns,
-    read_cpu_ns,
+    offloaded_ns,
     running_loop,
-    ensure_task_timing,
+    span_cpu_ns,
     span_start_cpu_ns,
-    speedups,
     thread_clock_id,
 )
-from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for
-from otel_carbon.compiled_path import CLOCK_TASK, CLOCK_THREAD
+from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for, span_attributes
 from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 from otel_carbon.span_limits import copy_with, within_limits
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
-
-CLOCK_OTHER_THREAD = "other_thread"
-CLOCK_NONE = "none"
-
 
 #: What a span needs at its end: its CPU clock at start (ns), the task meter (asyncio) or
 #: None, the starting thread's CPU clock id (threads), the ledger tick current at start, and
@@ -109,28 +97,12 @@ class CarbonSpanProcessor(SpanProcessor):
         for p in processors:
             if not isinstance(p, SpanProcessor):
                 raise ValueError(f"processors must be SpanProcessor instances, got {type(p).__name__}")
-        if idle_policy is None:
-            idle_policy = config.idle_policy()
-        if idle_policy not in ("none", "cpu"):
-            raise ValueError(f"idle_policy must be 'none' or 'cpu', got {idle_policy!r}")
-        if max_open_spans is None:
-            max_open_spans = config.max_open_spans()
-        if not isinstance(max_open_spans, int) or isinstance(max_open_spans, bool) or max_open_spans < 1:
-            raise ValueError(f"max_open_spans must be an int >= 1, got {max_open_spans!r}")
-        if embodied_g_per_hour is None:
-            embodied_g_per_hour = config.embodied_g_per_hour()
-        if embodied_g_per_hour is not None and not (
-            isinstance(embodied_g_per_hour, (int, float)) and 0 <= embodied_g_per_hour < float("inf")
-        ):
-            raise ValueError(f"embodied_g_per_hour must be a number >= 0 (g CO2e per hour), got {embodied_g_per_hour!r}")
-        self._embodied_g_per_s = (embodied_g_per_hour or 0.0) / 3600.0
+        self._idle, self._max_open, self._embodied_g_per_s = config.span_options(idle_policy, max_open_spans, embodied_g_per_hour)
         if sampler is not None and not (
             hasattr(sampler, "ledger") and callable(getattr(sampler, "register_span_counter", None))
         ):
             raise ValueError(f"sampler must be an otel_carbon Sampler, got {type(sampler).__name__}")
         self._wrapped: Tuple[SpanProcessor, ...] = processors
-        self._idle = idle_policy == "cpu"
-        self._max_open = max_open_spans
         self._open: Dict[int, _Open] = {}
         #: spans (same keys) that handed work to other threads: what it used so far
         self._boxes: Dict[int, offload.Box] = {}
@@ -145,13 +117,80 @@ class CarbonSpanProcessor(SpanProcessor):
         self._shutdown = False
         self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
         self._counter = self._open.__len__
-        self._sampler.register_span_counter(self._counter)
         self._hooks: Any = None
-        if not processors and cpu_clock.speedups is not None and compiled_path.plain_hooks(type(self), CarbonSpanProcessor):
-            self._use_compiled_hooks(cpu_clock.speedups)
+        self._enabled = False
         _instances.add(self)
         install()
+        self.enable()
+
+    # -- on and off ---------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this processor puts figures on spans. A provider cannot drop a processor:
+        ``enabled = False`` is how to stop the work (the hooks do nothing, or only forward
+        to the wrapped processors; open spans are forgotten); ``True`` starts again."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        if on:
+            self.enable()
+        else:
+            self.disable()
+
+    def enable(self, sampler: Optional[Sampler] = None) -> None:
+        """Start (again) putting figures on spans, on ``sampler`` if given."""
+        if self._shutdown:
+            raise ValueError("enable: this processor was shut down; make a new one")
+        if sampler is not None and sampler is not self._sampler:
+            self.disable()
+            self._sampler, self._layout_for, self._resource_seen = sampler, None, False
+        if self._enabled:
+            return
+        self._enabled = True
+        self._open.clear()
+        self._boxes.clear()
+        for name in compiled_path.HOOKS:  # the class's hooks show through again
+            self.__dict__.pop(name, None)
+        self._sampler.register_span_counter(self._counter)
+        if not self._wrapped and cpu_clock.speedups is not None and compiled_path.plain_hooks(type(self), CarbonSpanProcessor):
+            self._use_compiled_hooks(cpu_clock.speedups)
         offload.track(self, self._open, in_place=_IN_PLACE)
+
+    def disable(self) -> None:
+        """Stop putting figures on spans; spans pass through untouched."""
+        if not self._enabled:
+            return
+        self._enabled = False
+        self.on_start = self._pass_on_start  # type: ignore[method-assign]
+        self._on_ending = self._pass_on_ending  # type: ignore[method-assign]
+        self.on_end = self._pass_on_end  # type: ignore[method-assign]
+        offload.untrack(self)
+        self._sampler.unregister_span_counter(self._counter)
+        if self._hooks is not None:
+            self._sampler.remove_tick_listener(self._tick_listener)
+            self._hooks = None
+        self._open.clear()
+        self._boxes.clear()
+
+    # The wrapped processors are the exporting route: sampled spans only (module docstring).
+    def _pass_on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        if self._wrapped and span.context.trace_flags.sampled:
+            for p in self._wrapped:
+                p.on_start(span, parent_context=parent_context)
+
+    def _pass_on_ending(self, span: Span) -> None:
+        if self._wrapped and span.context.trace_flags.sampled:
+            for p in self._wrapped:
+                hook = getattr(p, "_on_ending", None)
+                if hook is not None:
+                    hook(span)
+
+    def _pass_on_end(self, span: ReadableSpan) -> None:
+        if self._wrapped and span.context.trace_flags.sampled:
+            for p in self._wrapped:
+                p.on_end(span)
 
     def _use_compiled_hooks(self, compiled: Any) -> None:
         """Bind the compiled span path (:mod:`otel_carbon.compiled_path`): its hooks become
@@ -213,9 +252,8 @@ class CarbonSpanProcessor(SpanProcessor):
                 self._drop_oldest()
         except Exception as exc:  # noqa: BLE001 - never raise into the application
             warn_once(_logger, "on_start", "otel_carbon: on_start failed: %r", exc)
-        if self._wrapped and span.context.trace_flags.sampled:  # see the module docstring
-            for p in self._wrapped:
-                p.on_start(span, parent_context=parent_context)
+        if self._wrapped:
+            self._pass_on_start(span, parent_context)
 
     def box_for(self, span: Any) -> Optional[offload.Box]:
         """Where work that ``span`` hands to another thread is counted (see
@@ -259,11 +297,7 @@ class CarbonSpanProcessor(SpanProcessor):
 
     def _on_ending(self, span: Span) -> None:
         if self._wrapped:
-            if span.context.trace_flags.sampled:
-                for p in self._wrapped:
-                    hook = getattr(p, "_on_ending", None)
-                    if hook is not None:
-                        hook(span)
+            self._pass_on_ending(span)
             return
         try:
             values = self._figures(span)
@@ -294,9 +328,7 @@ class CarbonSpanProcessor(SpanProcessor):
         else:
             if self._listeners:
                 self._notify(enriched, values)
-        if span.context.trace_flags.sampled:
-            for p in self._wrapped:
-                p.on_end(enriched)
+        self._pass_on_end(enriched)
 
     def _figures(self, span: Any) -> Dict[str, Any]:
         """The carbon attributes for a span that is ending now on this thread."""
@@ -307,26 +339,7 @@ class CarbonSpanProcessor(SpanProcessor):
         if state is None:
             return {A.METHOD: A.UNAVAILABLE}
         cpu0_ns, meter, clock_id, start, offloaded0_ns = state
-        if meter is None:
-            tls = _tls
-            if clock_id == (tls.clock_id or thread_clock_id()):
-                cpu_ns = read_cpu_ns(tls) - cpu0_ns
-                clock = CLOCK_THREAD
-                # plus what its children here handed off; its ancestors here include its own
-                children_ns = offloaded_ns() - offloaded0_ns
-                if handed_off_ns:
-                    add_offloaded_ns(handed_off_ns)
-                handed_off_ns += children_ns
-            else:  # the starting thread's own count is out of reach: this span's own hand-offs
-                now = other_thread_cpu_ns(clock_id)
-                cpu_ns, clock = (now - cpu0_ns, CLOCK_OTHER_THREAD) if now is not None else (0, CLOCK_NONE)
-        else:
-            cpu_ns = meter.now_ns() - cpu0_ns
-            meter.open_spans -= 1
-            clock = CLOCK_TASK
-            children_ns = meter.offloaded_ns - offloaded0_ns
-            meter.offloaded_ns += handed_off_ns
-            handed_off_ns += children_ns
+        cpu_ns, clock, handed_off_ns = span_cpu_ns(cpu0_ns, meter, clock_id, offloaded0_ns, handed_off_ns)
         cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
         sampler = self._sampler
         tick = sampler.ledger.latest
@@ -345,23 +358,7 @@ class CarbonSpanProcessor(SpanProcessor):
             wall_ns = end_ns - start_ns if start_ns and end_ns else None
             gpu_j = gpu_share_j(start, tick, now_ns - tick.t_ns, wall_ns)
         figures = attribute(cpu_s, start, tick, layout, now_ns - tick.t_ns > sampler.stale_after_ns, gpu_j)
-        values: Dict[str, Any] = {A.CPU_TIME: cpu_s, A.CPU_CLOCK: clock}
-        for (name, _), energy_j in zip(layout.components, figures.energy_j):
-            values[name] = energy_j
-        if figures.gpu_j is not None:
-            values[A.ENERGY_GPU] = figures.gpu_j
-        if figures.idle_j is not None:
-            values[A.ENERGY_IDLE] = figures.idle_j
-        if figures.embodied_g is not None:
-            values[A.EMBODIED] = figures.embodied_g
-        values[A.ENERGY_TOTAL] = figures.total_j
-        values[A.EMISSIONS] = figures.emissions_g
-        values[A.INTENSITY] = tick.intensity.g_per_kwh
-        values[A.ZONE] = tick.intensity.zone
-        values[A.METHOD] = figures.method
-        if handed_off_ns:
-            values[A.CPU_OFFLOADED] = handed_off_ns / 1e9
-        return values
+        return span_attributes(figures, layout, tick, clock, handed_off_ns / 1e9)
 
     def _refresh_layout(self) -> None:
         """Which per-component attributes this host has (see :func:`layout_for`)."""
@@ -399,11 +396,8 @@ class CarbonSpanProcessor(SpanProcessor):
     def shutdown(self) -> None:
         if self._shutdown:
             return
+        self.disable()
         self._shutdown = True
-        offload.untrack(self)
-        self._sampler.unregister_span_counter(self._counter)
-        if self._hooks is not None:
-            self._sampler.remove_tick_listener(self._tick_listener)
         for p in self._wrapped:
             p.shutdown()
 

@@ -4,9 +4,9 @@
 both attach through here, so using both never counts a span twice: the first caller adds
 our processor to a tracer provider (the instruments to a meter provider), later callers
 share it and add a use; the last :func:`release_processor` / :func:`release_metrics` turns
-ours off. A provider cannot drop a processor, so what it holds is a :class:`_Switch` that
-forwards to the processor while on and does nothing once off (and is turned on again if a
-processor is attached to the same provider later).
+ours off. A provider cannot drop a processor, so "off" is the processor's ``enabled`` flag:
+its hooks do nothing until a later caller attaches to the same provider and turns it on
+again.
 """
 
 from __future__ import annotations
@@ -16,71 +16,21 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Sequence
 
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 
 from otel_carbon import config, record_unsampled
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
-from otel_carbon.sampler import Sampler
+from otel_carbon.sampler import Sampler, get_sampler
 
 _logger = logging.getLogger("otel_carbon")
 
 
-class _Switch(SpanProcessor):
-    """Forwards to a :class:`CarbonSpanProcessor` while on, does nothing once off.
-
-    A provider cannot drop a processor, so this is what is added to it: turning it off is
-    how the instrumentor's ``uninstrument`` (and :meth:`CarbonSetup.shutdown` on a provider
-    we do not own) really stops the work on spans.
-    """
-
-    _HOOKS = ("on_start", "_on_ending", "on_end")
-
-    def __init__(self, target: CarbonSpanProcessor) -> None:
-        self._target: Optional[CarbonSpanProcessor] = None
-        self.target = target
-
-    @property
-    def target(self) -> Optional[CarbonSpanProcessor]:
-        return self._target
-
-    @target.setter
-    def target(self, target: Optional[CarbonSpanProcessor]) -> None:
-        """On: the target's own bound hooks become this object's, so the SDK calls them with
-        no forwarding frame per span. Off: the class's no-op hooks show through again."""
-        self._target = target
-        for name in self._HOOKS:
-            if target is None:
-                self.__dict__.pop(name, None)
-            else:
-                setattr(self, name, getattr(target, name))
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass  # off (while on, the target's hook shadows this one)
-
-    def _on_ending(self, span: Any) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        target = self._target
-        self.target = None
-        if target is not None:
-            target.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        target = self.target
-        return target.force_flush(timeout_millis) if target is not None else True
-
-
 class _Slot:
-    __slots__ = ("value", "users", "switch", "unsampled")
+    __slots__ = ("value", "users", "unsampled")
 
-    def __init__(self, value: Any, switch: Optional[_Switch] = None) -> None:
+    def __init__(self, value: Any) -> None:
         self.value = value
-        self.switch = switch
         self.users = 1
         self.unsampled = False  # whether we wrapped the provider's sampler (record_unsampled)
 
@@ -88,7 +38,8 @@ class _Slot:
 _registry_lock = threading.RLock()
 _processors: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
 _meters: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
-_idle_switches: "weakref.WeakKeyDictionary[Any, _Switch]" = weakref.WeakKeyDictionary()
+#: providers whose processor of ours was turned off (a provider cannot drop a processor)
+_disabled: "weakref.WeakKeyDictionary[Any, CarbonSpanProcessor]" = weakref.WeakKeyDictionary()
 
 
 def acquire_processor(provider: TracerProvider, sampler: Optional[Sampler] = None) -> CarbonSpanProcessor:
@@ -98,14 +49,13 @@ def acquire_processor(provider: TracerProvider, sampler: Optional[Sampler] = Non
         if slot is not None:
             slot.users += 1
             return slot.value  # type: ignore[no-any-return]
-        processor = CarbonSpanProcessor(sampler=sampler)
-        switch = _idle_switches.pop(provider, None)
-        if switch is not None:  # ours was turned off earlier: turn the same one back on
-            switch.target = processor
+        processor = _disabled.pop(provider, None)
+        if processor is not None:  # ours was turned off earlier: turn the same one back on
+            processor.enable(sampler if sampler is not None else get_sampler())
         else:
-            switch = _Switch(processor)
-            provider.add_span_processor(switch)
-        _processors[provider] = _Slot(processor, switch)
+            processor = CarbonSpanProcessor(sampler=sampler)
+            provider.add_span_processor(processor)
+        _processors[provider] = _Slot(processor)
         return processor
 
 
@@ -117,9 +67,8 @@ def release_processor(provider: TracerProvider) -> bool:
             return False
         if slot.unsampled:
             record_unsampled.uninstall(provider)
-        assert slot.switch is not None
-        slot.switch.shutdown()
-        _idle_switches[provider] = slot.switch
+        slot.value.disable()
+        _disabled[provider] = slot.value
         return True
 
 

@@ -401,3 +401,40 @@ def test_embodied_is_absent_unless_configured(ccf_sampler):
     assert A.EMBODIED not in exporter.get_finished_spans()[0].attributes
     with pytest.raises(ValueError, match="embodied_g_per_hour"):
         CarbonSpanProcessor(sampler=ccf_sampler, embodied_g_per_hour=-1)
+
+
+@pytest.mark.parametrize("route", ["drop-in", "wrapping"])
+def test_a_disabled_processor_passes_spans_through_untouched_and_can_be_turned_on_again(ccf_sampler, route):
+    """A provider cannot drop a processor: ``enabled = False`` is how the instrumentor's
+    uninstrument stops our work. Spans still reach the exporter (through the wrapped
+    processors on the wrapping route), without figures; on again, they get figures."""
+    exporter = InMemorySpanExporter()
+    if route == "wrapping":
+        carbon = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler)
+        provider = provider_with(carbon)
+    else:
+        carbon = CarbonSpanProcessor(sampler=ccf_sampler)
+        provider = provider_with(carbon, SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("on"):
+        burn_cpu_s(0.002)
+    carbon.enabled = False
+    with tracer.start_as_current_span("off"):
+        assert carbon.open_spans == 0  # not tracked
+        burn_cpu_s(0.002)
+    assert not carbon.enabled and carbon.open_spans == 0
+    open_while_off = tracer.start_span("opened-while-off")
+    carbon.enabled = True
+    open_while_off.end()  # never tracked: unavailable, still exported
+    with tracer.start_as_current_span("on-again"):
+        burn_cpu_s(0.002)
+    by_name = {s.name: s.attributes for s in exporter.get_finished_spans()}
+    assert set(by_name) == {"on", "off", "opened-while-off", "on-again"}
+    assert not any(key.startswith("carbon.") for key in by_name["off"])
+    for name in ("on", "on-again"):
+        assert by_name[name][A.METHOD] == A.ESTIMATED and by_name[name][A.ENERGY_TOTAL] > 0
+    assert by_name["opened-while-off"][A.METHOD] == A.UNAVAILABLE
+    provider.shutdown()
+    assert not carbon.enabled
+    with pytest.raises(ValueError, match="shut down"):
+        carbon.enable()
