@@ -43,9 +43,13 @@ def interleaved(
 
 
 def summary(results: Dict[str, List[float]], base: str) -> List[str]:
+    """Median per-call time of each variant, its ratio to ``base``'s median, and the median
+    of the per-round ratios (each round's run against ``base``'s run of the same round:
+    on a VM whose speed drifts between rounds, the paired figure is the steadier one)."""
     base_median = statistics.median(results[base])
     lines = []
     for name, values in results.items():
         median = statistics.median(values)
-        lines.append(f"{name:<44} {median * 1e6:8.2f} us/span   x{median / base_median:5.2f}")
+        paired = statistics.median(v / b for v, b in zip(values, results[base]))
+        lines.append(f"{name:<44} {median * 1e6:8.2f} us/span   x{median / base_median:5.2f}   paired x{paired:5.2f}")
     return lines
