@@ -25,9 +25,12 @@ after it):
   outer ``async_to_sync``, e.g. an async Django view behind sync middleware);
 * ``anyio.to_thread.run_sync`` (Starlette/FastAPI ``def`` endpoints, ``run_in_threadpool``),
   patched when ``anyio.to_thread`` is imported (now or later);
+* ``multiprocessing.pool.ThreadPool`` (``multiprocessing.dummy.Pool``): ``apply``, ``map``,
+  ``starmap``, ``imap`` and their ``_async`` forms, patched when ``multiprocessing.pool`` is
+  imported (now or later);
 * ``threading.Thread.start`` inside a span: the thread's ``run`` is timed. Threads of the
-  pools above, of asyncio, AnyIO, OpenTelemetry and this package are machinery, not work,
-  and are never charged.
+  pools above, of asyncio, AnyIO, multiprocessing, OpenTelemetry and this package are
+  machinery, not work, and are never charged.
 
 **Cost.** With no span open, a hand-off costs one context lookup. Nothing here raises into
 the application: a failure leaves the work unwrapped (and unmeasured) and logs once.
@@ -250,7 +253,7 @@ def _run_in_place(fn: Any, args: Any, kwargs: Any) -> "concurrent.futures.Future
 
 
 #: modules whose threads are machinery (pool workers, exporters, samplers), never charged
-_MACHINERY = ("concurrent.", "asyncio", "anyio", "opentelemetry", "otel_carbon", "asgiref", "threading")
+_MACHINERY = ("concurrent.", "asyncio", "anyio", "opentelemetry", "otel_carbon", "asgiref", "threading", "multiprocessing")
 
 
 def _start(self: threading.Thread) -> None:
@@ -291,8 +294,38 @@ def _patch_anyio(module: Any) -> None:
     module.run_sync = run_sync
 
 
+def _patch_thread_pool(module: Any) -> None:
+    """``multiprocessing.pool.ThreadPool`` (and ``multiprocessing.dummy.Pool``): ``apply``,
+    ``map``, ``starmap``, their ``_async`` forms and ``imap`` go through these methods.
+    Only the thread pool: a process pool's callables must stay picklable."""
+    cls = module.ThreadPool
+    for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
+        original = getattr(cls, name, None)
+        if original is not None and not getattr(original, "_otel_carbon", False):
+            setattr(cls, name, _timing_callable(original))
+
+
+def _timing_callable(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original(self, func, ...)`` with ``func`` timed for the span current here."""
+
+    def method(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(_opens):
+            box = _box_or_none()
+            if box is not None:
+                func = timed(box, func)
+        return original(self, func, *args, **kwargs)
+
+    method._otel_carbon = True  # type: ignore[attr-defined]
+    method.__name__, method.__doc__ = original.__name__, original.__doc__
+    return method
+
+
 #: modules with a hand-off seam, patched when imported (now or later)
-_LATER = {"anyio.to_thread": _patch_anyio, "asgiref.current_thread_executor": _patch_asgiref}
+_LATER = {
+    "anyio.to_thread": _patch_anyio,
+    "asgiref.current_thread_executor": _patch_asgiref,
+    "multiprocessing.pool": _patch_thread_pool,
+}
 
 
 class _Finder(importlib.abc.MetaPathFinder):

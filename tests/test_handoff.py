@@ -98,6 +98,32 @@ def test_a_pool_made_inside_a_span_charges_each_task_to_its_own_span(traced):
     assert spans["second"][A.CPU_OFFLOADED] == pytest.approx(second, rel=0.1)
 
 
+def test_a_multiprocessing_thread_pool_is_a_hand_off_point_too(traced):
+    """``multiprocessing.pool.ThreadPool`` (``multiprocessing.dummy.Pool``): every way of
+    handing it work is charged to the span it was handed off from; its worker threads,
+    started inside the first span, are machinery (nothing late when they end)."""
+    from multiprocessing.pool import ThreadPool
+
+    tracer, exporter = traced
+    late_before = offload.late_work()
+    used = {}
+    with tracer.start_as_current_span("made-here"):
+        pool = ThreadPool(2)
+        used["made-here"] = pool.apply(burn, (0.02,))
+    with tracer.start_as_current_span("map"):
+        used["map"] = sum(pool.map(burn, [0.01] * 3)) + sum(pool.starmap(burn, [(0.01,)]))
+    with tracer.start_as_current_span("async"):
+        used["async"] = pool.apply_async(burn, (0.01,)).get() + sum(pool.map_async(burn, [0.01] * 2).get())
+    with tracer.start_as_current_span("imap"):
+        used["imap"] = sum(pool.imap(burn, [0.01] * 2)) + sum(pool.imap_unordered(burn, [0.01] * 2))
+    pool.close()
+    pool.join()
+    spans = by_name(exporter)
+    for name, seconds in used.items():
+        assert spans[name][A.CPU_OFFLOADED] == pytest.approx(seconds, rel=0.15), name
+    assert offload.late_work() == late_before
+
+
 def test_nested_spans_inside_handed_off_work(traced):
     """A span opened inside the work gets its own figures; the span that handed the work off
     includes it, and so does that span's parent on its own thread; a sibling opened later
