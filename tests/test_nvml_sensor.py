@@ -349,3 +349,33 @@ def test_import_does_not_import_pynvml():
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("driver", ["absent", "present"])
+def test_no_driver_on_linux_means_pynvml_is_never_imported(tmp_path, driver):
+    """Importing pynvml costs tens of milliseconds of every start; on a Linux host with no
+    NVIDIA driver to be seen (its kernel module, control device or WSL's GPU device) nvmlInit
+    could only fail, so the probe says why without importing it. A driver path that exists
+    (here a stand-in file) means the real probe: pynvml is imported and asked."""
+    stand_in = tmp_path / "nvidiactl"
+    if driver == "present":
+        stand_in.write_text("")
+    code = (
+        "import sys\n"
+        "from otel_carbon.sensors import nvml\n"
+        f"nvml.DRIVER_PATHS = ({str(tmp_path / 'no-proc-entry')!r}, {str(stand_in)!r})\n"
+        "sensors, diagnostics = nvml.probe_nvml()\n"
+        "print('pynvml' in sys.modules, [d.problem for d in diagnostics])\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop(config.OTEL_CARBON_NVML, None)
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    imported, _, problems = result.stdout.strip().partition(" ")
+    if driver == "absent":
+        assert imported == "False", result.stdout
+        assert "no NVIDIA driver on this host" in problems and str(stand_in) in problems
+    else:
+        assert imported == "True", result.stdout
+        assert "no NVIDIA driver" not in problems

@@ -32,6 +32,8 @@ as the device's, and split by :meth:`NvmlGpuSensor.process_share`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 import warnings
@@ -57,6 +59,18 @@ _INIT_FIXES = {
     "NO_PERMISSION": "give this user read/write access to /dev/nvidia*, " + _OFF_FIX,
     "LIB_RM_VERSION_MISMATCH": "the driver was upgraded: reload the kernel module or reboot, " + _OFF_FIX,
 }
+
+
+#: where an NVIDIA driver shows itself on Linux: its kernel module, its control device, and
+#: WSL 2's paravirtualised GPU device
+DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg")
+
+
+def _no_driver() -> bool:
+    """On Linux, whether no NVIDIA driver is visible (none of :data:`DRIVER_PATHS`): then
+    ``nvmlInit`` can only fail, and importing pynvml alone costs tens of milliseconds of
+    every start. Elsewhere, False (NVML finds its driver its own way)."""
+    return sys.platform.startswith("linux") and not any(os.path.exists(p) for p in DRIVER_PATHS)
 
 
 def _load_nvml() -> Any:
@@ -299,6 +313,8 @@ def probe_nvml(nvml: Any = None) -> Tuple[List[NvmlGpuSensor], List[Diagnostic]]
     if config.env_choice(config.OTEL_CARBON_NVML, "auto", "auto", "off") == "off":
         return [], []
     if nvml is None:
+        if "pynvml" not in sys.modules and _no_driver():  # (a module put there first is used)
+            return [], [Diagnostic("nvml", f"no NVIDIA driver on this host (none of {', '.join(DRIVER_PATHS)})", _INIT_FIXES["LIBRARY_NOT_FOUND"])]
         try:
             nvml = _load_nvml()
         except ImportError as exc:
