@@ -3,7 +3,6 @@ by ``django runserver`` (a thread per request), exporting to a real OTLP receive
 
 from __future__ import annotations
 
-import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -20,10 +19,11 @@ ALONE, CONCURRENT = 4, 8
 
 
 def test_django_runserver_requests_carry_energy(otlp_receiver):
-    """Requests served concurrently (a thread each) carry about the CPU time of one served
-    alone, not the whole window. On a loaded machine the CPU a request costs moves with the
-    load (cold caches), so a round whose ratios fall outside [0.5, 2] is measured again, at
-    most three times: charging the window (4 at once) misses every time."""
+    """Requests served concurrently (a thread each) carry about the CPU time their own view
+    measured for its hashing (``app.work.cpu_time``, thread clock), alone or four at once: not
+    the whole window. Compared request by request, not against the median of the requests
+    run alone: the CPU the same hashing costs moves with what else the machine runs (a CI
+    run once saw it double between two phases of a test)."""
     project = EXAMPLES / "django_app"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -36,28 +36,27 @@ def test_django_runserver_requests_carry_energy(otlp_receiver):
     with Proc(argv, env, cwd=project) as proc:
         wait_http(proc, f"{base}/health/")
         with httpx.Client(timeout=10) as client:
-            for attempt in range(3):
-                before = span_ids()
-                for _ in range(ALONE):
-                    assert client.get(f"{base}/work/", params={"rounds": ROUNDS}).status_code == 200
-                wait_until(lambda: len(span_ids()) >= len(before) + ALONE, 10, f"spans\n{proc.describe()}")
-                alone_ids = span_ids() - before
-                with ThreadPoolExecutor(4) as pool:  # runserver answers each in its own thread
-                    for r in pool.map(lambda _: client.get(f"{base}/work/", params={"rounds": ROUNDS}), range(CONCURRENT)):
-                        assert r.status_code == 200, r.text
-                wait_until(lambda: len(span_ids()) >= len(before) + ALONE + CONCURRENT, 10, f"spans\n{proc.describe()}")
-                cpu = {s["span_id"]: s["attributes"][A.CPU_TIME] for s in server_spans(otlp_receiver.spans(), "/work/")}
-                alone_s = statistics.median(cpu[i] for i in alone_ids)
-                ratios = sorted(cpu[i] / alone_s for i in set(cpu) - before - alone_ids)
-                if 0.5 < ratios[0] and ratios[-1] < 2.0:
-                    break
+            for _ in range(ALONE):
+                assert client.get(f"{base}/work/", params={"rounds": ROUNDS}).status_code == 200
+            wait_until(lambda: len(span_ids()) >= ALONE, 10, f"spans\n{proc.describe()}")
+            alone_ids = span_ids()
+            with ThreadPoolExecutor(4) as pool:  # runserver answers each in its own thread
+                for r in pool.map(lambda _: client.get(f"{base}/work/", params={"rounds": ROUNDS}), range(CONCURRENT)):
+                    assert r.status_code == 200, r.text
+            wait_until(lambda: len(span_ids()) >= ALONE + CONCURRENT, 10, f"spans\n{proc.describe()}")
 
     spans = server_spans(otlp_receiver.spans(), "/work/")
-    assert len(spans) == (attempt + 1) * (ALONE + CONCURRENT) and len(ratios) == CONCURRENT
+    assert len(spans) == ALONE + CONCURRENT
+    ratios = {}
     for span in spans:
         assert_carbon(span)
         assert span["attributes"][A.CPU_CLOCK] == "thread"
         assert span["attributes"]["app.worker.pid"] == proc.pid  # runserver: one process, many threads
         assert span["resource"]["service.name"] == "django-example"
         assert span["scope"]["name"].startswith("opentelemetry.instrumentation.django")
-    assert 0.5 < ratios[0] and ratios[-1] < 2.0, f"alone {alone_s * 1000:.2f} ms, concurrent ratios {ratios} (3 tries)"
+        ratios[span["span_id"]] = span["attributes"][A.CPU_TIME] / span["attributes"]["app.work.cpu_time"]
+    alone = sorted(ratios[i] for i in alone_ids)
+    together = sorted(r for i, r in ratios.items() if i not in alone_ids)
+    # charging the window (four at once on this machine's cores) would give 2x or more
+    for group in (alone, together):
+        assert 0.9 < group[0] and group[-1] < 1.5, f"span CPU / view's own CPU: alone {alone}, four at once {together}"
