@@ -428,7 +428,7 @@ typedef struct {
     double stale_after_ns;
     /* pushed by the processor when it decides them (sync) */
     int ready;                /* the first span's resource was seen */
-    int listeners;            /* span listeners (metrics) are attached */
+    int listeners;            /* span listeners (metrics): 0 none, 1 for every span, 2 local roots only */
     PyObject *components;     /* the layout's attribute names (a tuple), or NULL: not compiled */
     Py_ssize_t n_components;
     Py_ssize_t *component_index; /* each one's index in the tick's prices */
@@ -445,7 +445,8 @@ typedef struct {
 enum {
     N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
-    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_COUNT
+    N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_PARENT, N_IS_REMOTE,
+    N_COUNT
 };
 
 #define NAME(i) PyTuple_GET_ITEM(self->names, (i))
@@ -529,14 +530,18 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* sync(ready, components: ((name, index), ...) or None, listeners) */
+/* sync(ready, components: ((name, index), ...) or None, listeners: 0 none, 1 every span, 2 local roots) */
 static PyObject *
 Hooks_sync(Hooks *self, PyObject *args)
 {
     int ready, listeners;
     PyObject *layout;
-    if (!PyArg_ParseTuple(args, "pOp:sync", &ready, &layout, &listeners))
+    if (!PyArg_ParseTuple(args, "pOi:sync", &ready, &layout, &listeners))
         return NULL;
+    if (listeners < 0 || listeners > 2) {
+        PyErr_SetString(PyExc_ValueError, "listeners must be 0, 1 or 2");
+        return NULL;
+    }
     Py_CLEAR(self->tick); /* load the tick's figures again */
     Py_CLEAR(self->components);
     self->n_components = 0;
@@ -826,6 +831,30 @@ span_attributes_with_room(Hooks *self, PyObject *span)
     return target;
 }
 
+/* Whether the span has no parent or a remote one (a listener for local roots wants it); 1 when
+ * that cannot be told (the listener decides). */
+static int
+is_local_root(Hooks *self, PyObject *span)
+{
+    PyObject *parent = PyObject_GetAttr(span, NAME(N_PARENT));
+    if (parent == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    int root = 1;
+    if (parent != Py_None) {
+        PyObject *remote = PyObject_GetAttr(parent, NAME(N_IS_REMOTE));
+        root = remote == NULL ? 1 : PyObject_IsTrue(remote);
+        Py_XDECREF(remote);
+        if (root < 0 || PyErr_Occurred()) {
+            PyErr_Clear();
+            root = 1;
+        }
+    }
+    Py_DECREF(parent);
+    return root;
+}
+
 /* 1: done; 0: not the common case (the span's state untouched); -1: error */
 static int
 fast_on_ending(Hooks *self, PyObject *span)
@@ -912,6 +941,8 @@ fast_on_ending(Hooks *self, PyObject *span)
      * Otherwise (CPU time with no price, listeners that keep the figures, another mapping type)
      * they go into a copy. */
     int listeners = self->listeners;
+    if (listeners == 2)
+        listeners = is_local_root(self, span);
     int shared = !unavailable && !listeners && PyDict_CheckExact(target);
     PyObject *figures = shared ? self->figures : PyDict_Copy(self->figures);
     if (figures == NULL) {
@@ -1027,7 +1058,8 @@ static PyMethodDef Hooks_methods[] = {
     {"on_ending", (PyCFunction)Hooks_on_ending, METH_O, "SpanProcessor._on_ending (common case in C)."},
     {"on_end", (PyCFunction)Hooks_on_end, METH_O, "SpanProcessor.on_end (nothing to do in drop-in mode)."},
     {"sync", (PyCFunction)Hooks_sync, METH_VARARGS,
-     "sync(ready, components, listeners): what the processor decided."},
+     "sync(ready, components, listeners): what the processor decided (listeners: 0 none, 1 every span, "
+     "2 local roots only)."},
     {"set_tick", (PyCFunction)Hooks_set_tick, METH_VARARGS,
      "set_tick(tick, quiet, stale_after_ns): the sampler's latest tick and state."},
     {NULL, NULL, 0, NULL},

@@ -32,7 +32,7 @@ from otel_carbon.cpu_clock import CLOCK_TASK, CLOCK_THREAD, running_loop
 NAMES = (
     A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
     CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
-    "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len",
+    "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len", "parent", "is_remote",
 )  # fmt: skip
 
 #: the span hooks a processor may hold as instance attributes

@@ -115,7 +115,8 @@ class CarbonSpanProcessor(SpanProcessor):
         self._layout = Layout(())
         self._resource_seen = False
         self._shutdown = False
-        self._listeners: Tuple[Callable[[Any, Dict[str, Any]], None], ...] = ()
+        #: (listener, local roots only) pairs
+        self._listeners: Tuple[Tuple[Callable[[Any, Dict[str, Any]], None], bool], ...] = ()
         self._counter = self._open.__len__
         self._hooks: Any = None
         self._enabled = False
@@ -219,7 +220,8 @@ class CarbonSpanProcessor(SpanProcessor):
         """Tell the compiled hooks what they mirror (after any of it changes)."""
         if self._hooks is not None:
             layout = self._layout
-            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, bool(self._listeners))
+            listeners = 0 if not self._listeners else 2 if self._roots_only else 1
+            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, listeners)
 
     # -- span start -------------------------------------------------------------------
 
@@ -369,19 +371,33 @@ class CarbonSpanProcessor(SpanProcessor):
 
     # -- listeners (metrics) ------------------------------------------------------------
 
-    def add_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
+    def add_listener(self, listener: Callable[[Any, Dict[str, Any]], None], local_roots_only: bool = False) -> None:
         """Call ``listener(span, figures)`` for every span that gets figures, on the thread
         that ends it. ``figures`` maps the carbon attribute names to their values. It must
-        be fast and must not raise (exceptions are caught and logged once)."""
-        self._listeners = (*self._listeners, listener)
+        be fast and must not raise (exceptions are caught and logged once).
+        ``local_roots_only``: only spans with no parent or a remote one (one per request);
+        while every listener says so, a child span costs no listener call at all."""
+        self._listeners = (*self._listeners, (listener, bool(local_roots_only)))
         self._sync_hooks()
 
     def remove_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        self._listeners = tuple(x for x in self._listeners if x[0] is not listener)
         self._sync_hooks()
 
+    @property
+    def _roots_only(self) -> bool:
+        """Whether every listener wants local roots only."""
+        return all(roots_only for _, roots_only in self._listeners)
+
     def _notify(self, span: Any, values: Dict[str, Any]) -> None:
-        for listener in self._listeners:
+        root = None
+        for listener, roots_only in self._listeners:
+            if roots_only:
+                if root is None:
+                    parent = span.parent
+                    root = parent is None or parent.is_remote
+                if not root:
+                    continue
             try:
                 listener(span, values)
             except Exception as exc:  # noqa: BLE001

@@ -438,3 +438,44 @@ def test_a_disabled_processor_passes_spans_through_untouched_and_can_be_turned_o
     assert not carbon.enabled
     with pytest.raises(ValueError, match="shut down"):
         carbon.enable()
+
+
+@pytest.mark.parametrize("route", ["drop-in", "wrapping"])
+def test_a_listener_for_local_roots_is_not_called_for_children(ccf_sampler, route):
+    """The meter sums one span per request (no parent, or a remote one): its listener says
+    so, and a child span then costs no listener call; the child still gets its figures. A
+    listener for every span beside it gets every span, and the first one still only roots."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    exporter = InMemorySpanExporter()
+    if route == "wrapping":
+        carbon = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler)
+        provider = provider_with(carbon)
+    else:
+        carbon = CarbonSpanProcessor(sampler=ccf_sampler)
+        provider = provider_with(carbon, SimpleSpanProcessor(exporter))
+    roots, every = [], []
+    carbon.add_listener(lambda span, figures: roots.append(span.name), local_roots_only=True)
+    tracer = provider.get_tracer("test")
+    remote = set_span_in_context(NonRecordingSpan(SpanContext(0xAB, 0xCD, is_remote=True, trace_flags=TraceFlags(1))))
+
+    def run():
+        with tracer.start_as_current_span("root"):
+            with tracer.start_as_current_span("child"):
+                burn_cpu_s(0.001)
+        with tracer.start_as_current_span("remote-child", context=remote):
+            pass
+
+    run()
+    assert roots == ["root", "remote-child"]
+    every_listener = lambda span, figures: every.append(span.name)  # noqa: E731
+    carbon.add_listener(every_listener)
+    run()
+    assert roots == ["root", "remote-child", "root", "remote-child"]
+    assert every == ["child", "root", "remote-child"]
+    carbon.remove_listener(every_listener)
+    run()
+    assert roots[-2:] == ["root", "remote-child"] and len(every) == 3
+    for span in exporter.get_finished_spans():
+        assert span.attributes[A.METHOD] == A.ESTIMATED, span.name
+    provider.shutdown()
