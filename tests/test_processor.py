@@ -403,18 +403,22 @@ def test_embodied_is_absent_unless_configured(ccf_sampler):
         CarbonSpanProcessor(sampler=ccf_sampler, embodied_g_per_hour=-1)
 
 
+def on_route(route, sampler):
+    """(our processor, a provider, its in-memory exporter) on the drop-in or wrapping route."""
+    exporter = InMemorySpanExporter()
+    if route == "wrapping":
+        carbon = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=sampler)
+        return carbon, provider_with(carbon), exporter
+    carbon = CarbonSpanProcessor(sampler=sampler)
+    return carbon, provider_with(carbon, SimpleSpanProcessor(exporter)), exporter
+
+
 @pytest.mark.parametrize("route", ["drop-in", "wrapping"])
 def test_a_disabled_processor_passes_spans_through_untouched_and_can_be_turned_on_again(ccf_sampler, route):
     """A provider cannot drop a processor: ``enabled = False`` is how the instrumentor's
     uninstrument stops our work. Spans still reach the exporter (through the wrapped
     processors on the wrapping route), without figures; on again, they get figures."""
-    exporter = InMemorySpanExporter()
-    if route == "wrapping":
-        carbon = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler)
-        provider = provider_with(carbon)
-    else:
-        carbon = CarbonSpanProcessor(sampler=ccf_sampler)
-        provider = provider_with(carbon, SimpleSpanProcessor(exporter))
+    carbon, provider, exporter = on_route(route, ccf_sampler)
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("on"):
         burn_cpu_s(0.002)
@@ -447,13 +451,7 @@ def test_a_listener_for_local_roots_is_not_called_for_children(ccf_sampler, rout
     listener for every span beside it gets every span, and the first one still only roots."""
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-    exporter = InMemorySpanExporter()
-    if route == "wrapping":
-        carbon = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler)
-        provider = provider_with(carbon)
-    else:
-        carbon = CarbonSpanProcessor(sampler=ccf_sampler)
-        provider = provider_with(carbon, SimpleSpanProcessor(exporter))
+    carbon, provider, exporter = on_route(route, ccf_sampler)
     roots, every = [], []
     carbon.add_listener(lambda span, figures: roots.append(span.name), local_roots_only=True)
     tracer = provider.get_tracer("test")
