@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -58,6 +58,7 @@ from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for, 
 from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 from otel_carbon.span_limits import copy_with, within_limits
+from otel_carbon.span_listeners import Listener, SpanListeners
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
@@ -115,8 +116,7 @@ class CarbonSpanProcessor(SpanProcessor):
         self._layout = Layout(())
         self._resource_seen = False
         self._shutdown = False
-        #: (listener, local roots only) pairs
-        self._listeners: Tuple[Tuple[Callable[[Any, Dict[str, Any]], None], bool], ...] = ()
+        self._listeners = SpanListeners()
         self._counter = self._open.__len__
         self._hooks: Any = None
         self._enabled = False
@@ -199,7 +199,7 @@ class CarbonSpanProcessor(SpanProcessor):
         cls = type(self)
         self._hooks = compiled_path.make_hooks(
             compiled, self._open, self._boxes, cls.on_start.__get__(self, cls), cls._on_ending.__get__(self, cls),
-            self._drop_oldest, self._notify, self._max_open,
+            self._drop_oldest, self._listeners.notify, self._max_open,
         )  # fmt: skip
         self._tick_listener = compiled_path.weak_tick_listener(self, self._sampler)
         self._sampler.add_tick_listener(self._tick_listener)
@@ -220,8 +220,7 @@ class CarbonSpanProcessor(SpanProcessor):
         """Tell the compiled hooks what they mirror (after any of it changes)."""
         if self._hooks is not None:
             layout = self._layout
-            listeners = 0 if not self._listeners else 2 if self._roots_only else 1
-            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, listeners)
+            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, self._listeners.mode)
 
     # -- span start -------------------------------------------------------------------
 
@@ -316,7 +315,7 @@ class CarbonSpanProcessor(SpanProcessor):
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
             return
         if self._listeners:
-            self._notify(span, values)
+            self._listeners.notify(span, values)
 
     def on_end(self, span: ReadableSpan) -> None:
         if not self._wrapped:
@@ -329,7 +328,7 @@ class CarbonSpanProcessor(SpanProcessor):
             enriched = span
         else:
             if self._listeners:
-                self._notify(enriched, values)
+                self._listeners.notify(enriched, values)
         self._pass_on_end(enriched)
 
     def _figures(self, span: Any) -> Dict[str, Any]:
@@ -371,37 +370,18 @@ class CarbonSpanProcessor(SpanProcessor):
 
     # -- listeners (metrics) ------------------------------------------------------------
 
-    def add_listener(self, listener: Callable[[Any, Dict[str, Any]], None], local_roots_only: bool = False) -> None:
+    def add_listener(self, listener: Listener, local_roots_only: bool = False) -> None:
         """Call ``listener(span, figures)`` for every span that gets figures, on the thread
         that ends it. ``figures`` maps the carbon attribute names to their values. It must
         be fast and must not raise (exceptions are caught and logged once).
         ``local_roots_only``: only spans with no parent or a remote one (one per request);
         while every listener says so, a child span costs no listener call at all."""
-        self._listeners = (*self._listeners, (listener, bool(local_roots_only)))
+        self._listeners.add(listener, local_roots_only)
         self._sync_hooks()
 
-    def remove_listener(self, listener: Callable[[Any, Dict[str, Any]], None]) -> None:
-        self._listeners = tuple(x for x in self._listeners if x[0] is not listener)
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
         self._sync_hooks()
-
-    @property
-    def _roots_only(self) -> bool:
-        """Whether every listener wants local roots only."""
-        return all(roots_only for _, roots_only in self._listeners)
-
-    def _notify(self, span: Any, values: Dict[str, Any]) -> None:
-        root = None
-        for listener, roots_only in self._listeners:
-            if roots_only:
-                if root is None:
-                    parent = span.parent
-                    root = parent is None or parent.is_remote
-                if not root:
-                    continue
-            try:
-                listener(span, values)
-            except Exception as exc:  # noqa: BLE001
-                warn_once(_logger, f"listener:{listener!r}", "otel_carbon: span listener %r failed: %r", listener, exc)
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ FLOORS: Dict[str, int] = {
     # 2: the one sampler thread
     "sampler": 2,
     # 3: what turns ticks into figures on spans, metrics and files
-    "processor": 3, "compiled_path": 3, "span_limits": 3, "metrics": 3, "record_unsampled": 3, "exporters": 3,
+    "processor": 3, "compiled_path": 3, "span_limits": 3, "span_listeners": 3, "metrics": 3, "record_unsampled": 3, "exporters": 3,
     # 4: the ways in: decorator/context/object, configure(), opentelemetry-instrument
     "track": 4, "provider_registry": 4, "exporter_names": 4, "setup": 4, "instrumentor": 4,
     # 5: the command line, and the pytest plugin (which reports with the CLI's code)
