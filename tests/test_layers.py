@@ -48,8 +48,8 @@ LONG_MODULES: Dict[str, str] = {
     "the compiled hooks' binding, listeners and fork handling (pricing, span CPU time and options moved out)",
     "otel_carbon.cli.run": "the wrapper: output checks before work, signal forwarding, the child's "
     "environment and the summary (402 lines once the summary priced through the attribution module)",
-    "otel_carbon.sampler": "the tick, the compiled tick's set-up and the process-wide instance; "
-    "shrinks when the compiled tick goes",
+    "otel_carbon.sampler": "one thread's lifecycle and fork handling, the tick (pairing, GPU shares, "
+    "listeners), the starved-thread catch-up and the process-wide instance (the compiled tick is gone)",
 }
 
 
