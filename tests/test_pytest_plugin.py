@@ -111,14 +111,17 @@ def test_heavy_test_ranked_first_with_five_times_the_energy(baseline):
     assert re.search(r"grid: \S+ \d+ g/kWh; figures (measured|estimated|mixed)", summary), summary
 
 
-def test_doubled_work_fails_the_run_naming_the_test(baseline, tmp_path):
+def test_four_times_the_work_fails_the_run_naming_the_test(baseline, tmp_path):
+    """The heavy test does four times the work: it fails the run by name, and so does the
+    total. Four times, not two: on a machine whose other work moves the CPU time the same
+    work costs, a baseline's noise has reached ±84 % and a doubled test measured +55 %."""
     folder, _ = baseline
     base = folder / "base.json"
-    doubled = _project(tmp_path / "doubled", heavy=2 * HEAVY)
+    heavier = _project(tmp_path / "heavier", heavy=4 * HEAVY)
     for attempt in range(3):
         # A baseline run disturbed by the machine (one slow run) widens its noise past the change:
         # measure the baseline again, up to three times, rather than loosen a bound.
-        rc, out = _pytest(doubled, f"--carbon-compare={base}", "--carbon-fail-over=10%")
+        rc, out = _pytest(heavier, f"--carbon-compare={base}", "--carbon-fail-over=10%")
         if re.search(r"^FAIL total: ", out, re.M) or attempt == 2:
             break
         base = _save_baseline(_project(tmp_path / f"base{attempt}"))[0] / "base.json"
@@ -126,10 +129,10 @@ def test_doubled_work_fails_the_run_naming_the_test(baseline, tmp_path):
     assert "3 passed" in out
     change = re.search(r"^FAIL test_proj\.py::test_heavy: \+(\d+\.\d)% energy", out, re.M)
     assert change is not None, out
-    assert 50 <= float(change.group(1)) <= 150, out
+    assert 150 <= float(change.group(1)) <= 600, out
     assert re.search(r"^FAIL total: \+\d+\.\d% energy", out, re.M), out
-    # a per-test budget of its own: the test fails, the total (within 500 %) does not
-    rc, out = _pytest(tmp_path / "doubled", f"--carbon-compare={base}", "--carbon-fail-over=500%",
+    # a per-test budget of its own: the test fails, the total (within 2000 %) does not
+    rc, out = _pytest(heavier, f"--carbon-compare={base}", "--carbon-fail-over=2000%",
                       "--carbon-fail-over-test=20%")
     assert rc == 1, out
     assert re.search(r"^FAIL test_proj\.py::test_heavy: .* over the 20% budget", out, re.M), out
