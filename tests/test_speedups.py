@@ -190,8 +190,11 @@ def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(py
     tracer, exporter, provider = pipeline(CarbonSpanProcessor(sampler=sampler))
     with tracer.start_as_current_span("first"):  # first span: resource, in Python
         pass
-    time.sleep(0.5)
-    sampler.tick()  # no span open, the process idle: the sampler backs off
+    for _ in range(5):  # no span open, the process idle: the sampler backs off
+        time.sleep(0.5)
+        sampler.tick()
+        if sampler._quiet:
+            break  # (another test's threads may have kept the process over 1 % of a CPU)
     assert sampler._quiet
     calls.clear()
     for name in ("wakes it", "next", "next again"):
