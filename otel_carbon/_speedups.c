@@ -434,8 +434,12 @@ typedef struct {
     Py_ssize_t *component_index; /* each one's index in the tick's prices */
     Py_ssize_t max_open;
     /* the figures of `tick`, loaded on first use */
+    int gpu;                  /* the layout shows the span's GPU share, */
+    int idle;                 /* its idle share, */
+    double embodied_g_per_s;  /* and its embodied carbon at this rate (0: not shown) */
     PyObject *tick;
     double *prices;           /* per component, layout order (and n_components doubles of scratch) */
+    double gpu_per_span_w, idle_price, wall_s_per_busy_s; /* the tick's, where the layout shows them */
     double g_per_j;
     long long tick_t_ns;
     PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
@@ -446,6 +450,7 @@ enum {
     N_CPU_TIME, N_CPU_CLOCK, N_ENERGY_TOTAL, N_EMISSIONS, N_INTENSITY, N_ZONE, N_METHOD,
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
     N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_PARENT, N_IS_REMOTE,
+    N_ENERGY_GPU, N_ENERGY_IDLE, N_EMBODIED, N_GPU_PER_SPAN_W, N_IDLE_PRICE, N_WALL_PER_BUSY, N_START_TIME, N_END_TIME,
     N_COUNT
 };
 
@@ -530,14 +535,20 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* sync(ready, components: ((name, index), ...) or None, listeners: 0 none, 1 every span, 2 local roots) */
+/* sync(ready, components: ((name, index), ...) or None, listeners: 0 none, 1 every span, 2 local roots,
+ *      gpu=False, idle=False, embodied_g_per_s=0.0) */
 static PyObject *
 Hooks_sync(Hooks *self, PyObject *args)
 {
-    int ready, listeners;
+    int ready, listeners, gpu = 0, idle = 0;
+    double embodied_g_per_s = 0.0;
     PyObject *layout;
-    if (!PyArg_ParseTuple(args, "pOi:sync", &ready, &layout, &listeners))
+    if (!PyArg_ParseTuple(args, "pOi|ppd:sync", &ready, &layout, &listeners, &gpu, &idle, &embodied_g_per_s))
         return NULL;
+    if (!(embodied_g_per_s >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "embodied_g_per_s must be >= 0");
+        return NULL;
+    }
     if (listeners < 0 || listeners > 2) {
         PyErr_SetString(PyExc_ValueError, "listeners must be 0, 1 or 2");
         return NULL;
@@ -577,6 +588,9 @@ Hooks_sync(Hooks *self, PyObject *args)
     }
     self->ready = ready;
     self->listeners = listeners;
+    self->gpu = gpu;
+    self->idle = idle;
+    self->embodied_g_per_s = embodied_g_per_s;
     Py_RETURN_NONE;
 }
 
@@ -708,21 +722,38 @@ tick_prices(PyObject *tick, PyObject *price_name, const Py_ssize_t *index, Py_ss
     return 0;
 }
 
-/* attribution.attribute() for work priced by the tick it started in, with a compiled layout
- * (components only): joules per component, their total added left to right, g CO2e.
- * Returns whether the figure is unavailable: a stale tick, or CPU time with no price. */
+/* attribution.attribute() for work priced by the tick it started in: joules per component,
+ * then the GPU share (when `gpu`) and the idle share (cpu_s x idle_price, when `idle`), all
+ * added left to right into the total, and g CO2e. Returns whether the figure is unavailable:
+ * a stale tick, or CPU time with no price. */
 static int
-attribute_c(double cpu_s, const double *prices, Py_ssize_t n, double g_per_j, int stale, double *energy_j,
-            double *total_j, double *emissions_g)
+attribute_c(double cpu_s, const double *prices, Py_ssize_t n, int gpu, double gpu_j, int idle, double idle_price,
+            double g_per_j, int stale, double *energy_j, double *idle_j, double *total_j, double *emissions_g)
 {
     double total = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
         energy_j[i] = cpu_s * prices[i];
         total += energy_j[i];
     }
+    if (gpu)
+        total += gpu_j;
+    *idle_j = idle ? cpu_s * idle_price : 0.0;
+    if (idle)
+        total += *idle_j;
     *total_j = total;
     *emissions_g = total * g_per_j;
     return stale || (cpu_s > 0 && !(total > 0));
+}
+
+/* A float attribute of the tick into *out; -1 with an error. */
+static int
+tick_float(PyObject *tick, PyObject *name, double *out)
+{
+    PyObject *v = get_float_attr(tick, name, out);
+    if (v == NULL)
+        return -1;
+    Py_DECREF(v);
+    return 0;
 }
 
 /* Load the figures of the latest tick: its prices for the layout's components, g CO2e per
@@ -737,7 +768,10 @@ load_tick(Hooks *self, PyObject *tick)
     int ok = -1;
 
     if (tick_prices(tick, NAME(N_PRICE), self->component_index, self->n_components, self->prices) < 0
-        || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL)
+        || (g = get_float_attr(tick, NAME(N_G_PER_J), &g_d)) == NULL
+        || (self->gpu && tick_float(tick, NAME(N_GPU_PER_SPAN_W), &self->gpu_per_span_w) < 0)
+        || (self->idle && tick_float(tick, NAME(N_IDLE_PRICE), &self->idle_price) < 0)
+        || (self->embodied_g_per_s > 0 && tick_float(tick, NAME(N_WALL_PER_BUSY), &self->wall_s_per_busy_s) < 0))
         goto done;
     if ((t = PyObject_GetAttr(tick, NAME(N_T_NS))) == NULL)
         goto done;
@@ -755,6 +789,10 @@ load_tick(Hooks *self, PyObject *tick)
         if (PyDict_SetItem(figures, PyTuple_GET_ITEM(self->components, i), Py_None) < 0)
             goto done;
     }
+    if ((self->gpu && PyDict_SetItem(figures, NAME(N_ENERGY_GPU), Py_None) < 0)
+        || (self->idle && PyDict_SetItem(figures, NAME(N_ENERGY_IDLE), Py_None) < 0)
+        || (self->embodied_g_per_s > 0 && PyDict_SetItem(figures, NAME(N_EMBODIED), Py_None) < 0))
+        goto done;
     if (PyDict_SetItem(figures, NAME(N_ENERGY_TOTAL), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_EMISSIONS), Py_None) < 0
         || PyDict_SetItem(figures, NAME(N_INTENSITY), g_per_kwh) < 0
@@ -855,6 +893,36 @@ is_local_root(Hooks *self, PyObject *span)
     return root;
 }
 
+/* attribution.gpu_share_j() for a span inside the tick that prices it: the tick's GPU watts
+ * per open span over the time since the tick, or over the span's own wall time if shorter. */
+static int
+span_gpu_j(Hooks *self, PyObject *span, long long now_ns, double *out)
+{
+    double since_ns = (double)(now_ns - self->tick_t_ns);
+    PyObject *start = PyObject_GetAttr(span, NAME(N_START_TIME));
+    PyObject *end = start ? PyObject_GetAttr(span, NAME(N_END_TIME)) : NULL;
+    int rc = -1;
+    if (end == NULL)
+        goto done;
+    int has_start = PyObject_IsTrue(start), has_end = has_start > 0 ? PyObject_IsTrue(end) : 0;
+    if (has_start < 0 || has_end < 0)
+        goto done;
+    if (has_start && has_end) {
+        long long s = PyLong_AsLongLong(start), e = s == -1 && PyErr_Occurred() ? 0 : PyLong_AsLongLong(end);
+        if (PyErr_Occurred())
+            goto done;
+        double wall_ns = e > s ? (double)(e - s) : 0.0;
+        if (wall_ns < since_ns)
+            since_ns = wall_ns;
+    }
+    *out = self->gpu_per_span_w * since_ns / 1e9;
+    rc = 0;
+done:
+    Py_XDECREF(start);
+    Py_XDECREF(end);
+    return rc;
+}
+
 /* 1: done; 0: not the common case (the span's state untouched); -1: error */
 static int
 fast_on_ending(Hooks *self, PyObject *span)
@@ -908,6 +976,12 @@ fast_on_ending(Hooks *self, PyObject *span)
         Py_DECREF(key);
         return 0; /* a stale ledger: the Python path takes a reading itself, or says unavailable */
     }
+    double gpu_j = 0.0;
+    if (self->gpu && span_gpu_j(self, span, wall_ns, &gpu_j) < 0) {
+        Py_DECREF(key);
+        PyErr_Clear();
+        return 0; /* odd span times: the Python path */
+    }
     PyObject *target = span_attributes_with_room(self, span);
     if (target == NULL) {
         Py_DECREF(key);
@@ -934,8 +1008,9 @@ fast_on_ending(Hooks *self, PyObject *span)
     cpu_ns -= cpu0_ns;
     double cpu_s = cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0;
     Py_ssize_t n = self->n_components;
-    double *energy_j = self->prices + n, total_j, emissions_g;
-    int unavailable = attribute_c(cpu_s, self->prices, n, self->g_per_j, 0, energy_j, &total_j, &emissions_g);
+    double *energy_j = self->prices + n, idle_j, total_j, emissions_g;
+    int unavailable = attribute_c(cpu_s, self->prices, n, self->gpu, gpu_j, self->idle, self->idle_price, self->g_per_j, 0,
+                                  energy_j, &idle_j, &total_j, &emissions_g);
     /* The numbers go into the shared template only when it is merged at once into a plain
      * dict: no Python code runs in between, so no other thread can touch the template.
      * Otherwise (CPU time with no price, listeners that keep the figures, another mapping type)
@@ -958,6 +1033,11 @@ fast_on_ending(Hooks *self, PyObject *span)
         if (put_float(figures, PyTuple_GET_ITEM(self->components, i), energy_j[i]) < 0)
             goto done;
     }
+    if ((self->gpu && put_float(figures, NAME(N_ENERGY_GPU), gpu_j) < 0)
+        || (self->idle && put_float(figures, NAME(N_ENERGY_IDLE), idle_j) < 0)
+        || (self->embodied_g_per_s > 0
+            && put_float(figures, NAME(N_EMBODIED), cpu_s * self->wall_s_per_busy_s * self->embodied_g_per_s) < 0))
+        goto done;
     if (put_float(figures, NAME(N_ENERGY_TOTAL), total_j) < 0 || put_float(figures, NAME(N_EMISSIONS), emissions_g) < 0)
         goto done;
     if (clock != self->figures_clock) {
@@ -1004,15 +1084,33 @@ Hooks_on_end(Hooks *self, PyObject *span)
     Py_RETURN_NONE; /* drop-in: the figures are in the span since _on_ending */
 }
 
-/* attribute(cpu_s, tick, indices, stale) -> (energies, total_j, emissions_g, unavailable):
+static int
+tick_float_named(PyObject *tick, const char *name, double *out)
+{
+    PyObject *key = PyUnicode_FromString(name);
+    if (key == NULL)
+        return -1;
+    int rc = tick_float(tick, key, out);
+    Py_DECREF(key);
+    return rc;
+}
+
+/* attribute(cpu_s, tick, indices, stale, gpu_j=None, idle=False, embodied_g_per_s=0.0)
+ *   -> (energies, total_j, emissions_g, unavailable, idle_j or None, embodied_g or None):
  * the arithmetic of the span path's figures (attribute_c), on a tick, for the tests. */
 static PyObject *
 attribute_py(PyObject *module, PyObject *args)
 {
-    double cpu_s, g_per_j;
-    PyObject *tick, *indices, *price_name, *g_name;
-    int stale;
-    if (!PyArg_ParseTuple(args, "dOO!p:attribute", &cpu_s, &tick, &PyTuple_Type, &indices, &stale))
+    double cpu_s, g_per_j, gpu_j = 0.0, idle_price = 0.0, wall_per_busy = 0.0, embodied_g_per_s = 0.0;
+    PyObject *tick, *indices, *price_name, *g_name, *gpu_arg = Py_None;
+    int stale, idle = 0;
+    if (!PyArg_ParseTuple(args, "dOO!p|Opd:attribute", &cpu_s, &tick, &PyTuple_Type, &indices, &stale, &gpu_arg, &idle,
+                          &embodied_g_per_s))
+        return NULL;
+    if (gpu_arg != Py_None && (gpu_j = PyFloat_AsDouble(gpu_arg)) == -1.0 && PyErr_Occurred())
+        return NULL;
+    if ((idle && tick_float_named(tick, "idle_price_j_per_cpu_s", &idle_price) < 0)
+        || (embodied_g_per_s > 0 && tick_float_named(tick, "wall_s_per_busy_s", &wall_per_busy) < 0))
         return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(indices);
     Py_ssize_t *index = PyMem_Malloc((n ? n : 1) * sizeof(Py_ssize_t));
@@ -1031,8 +1129,9 @@ attribute_py(PyObject *module, PyObject *args)
     }
     if (tick_prices(tick, price_name, index, n, buf) < 0 || (g = get_float_attr(tick, g_name, &g_per_j)) == NULL)
         goto done;
-    double total_j, emissions_g;
-    int unavailable = attribute_c(cpu_s, buf, n, g_per_j, stale, buf + n, &total_j, &emissions_g);
+    double idle_j, total_j, emissions_g;
+    int unavailable = attribute_c(cpu_s, buf, n, gpu_arg != Py_None, gpu_j, idle, idle_price, g_per_j, stale, buf + n,
+                                  &idle_j, &total_j, &emissions_g);
     if ((energies = PyTuple_New(n)) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -1041,7 +1140,13 @@ attribute_py(PyObject *module, PyObject *args)
             goto done;
         PyTuple_SET_ITEM(energies, i, v);
     }
-    result = Py_BuildValue("(Oddi)", energies, total_j, emissions_g, unavailable);
+    PyObject *idle_v = idle ? PyFloat_FromDouble(idle_j) : (Py_INCREF(Py_None), Py_None);
+    PyObject *embodied_v = embodied_g_per_s > 0 ? PyFloat_FromDouble(cpu_s * wall_per_busy * embodied_g_per_s)
+                                                : (Py_INCREF(Py_None), Py_None);
+    if (idle_v != NULL && embodied_v != NULL)
+        result = Py_BuildValue("(OddiOO)", energies, total_j, emissions_g, unavailable, idle_v, embodied_v);
+    Py_XDECREF(idle_v);
+    Py_XDECREF(embodied_v);
 done:
     PyMem_Free(index);
     PyMem_Free(buf);
@@ -1091,7 +1196,8 @@ static PyMethodDef module_methods[] = {
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
     {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
     {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
-    {"attribute", attribute_py, METH_VARARGS, "attribute(cpu_s, tick, indices, stale): the span path's figures."},
+    {"attribute", attribute_py, METH_VARARGS,
+     "attribute(cpu_s, tick, indices, stale, gpu_j=None, idle=False, embodied_g_per_s=0.0): the span path's figures."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,8 +5,8 @@ One pure function prices a span (and a tracked run, and the process's charge in 
 the latest tick and the :class:`Layout` (which components are shown, GPU share, idle policy,
 embodied rate) and returns a :class:`Figures`. Nothing here reads a clock, a sensor or a
 Python object other than its arguments; the compiled span path (``_speedups.c``) mirrors
-:func:`attribute` for layouts without GPU, idle or embodied figures, and a differential test
-holds the two to 1e-12 relative.
+:func:`attribute` for work priced by the tick it started in (any layout), and a differential
+test holds the two to 1e-12 relative.
 
 Rules (see docs/attribution.md):
 
@@ -43,7 +43,7 @@ COMPONENT_ATTRIBUTES = {A.CPU: A.ENERGY_CPU, A.MEMORY: A.ENERGY_MEMORY}
 class Layout:
     """What a span shows: ``components`` as (attribute name, index in the tick's prices),
     whether it gets a GPU share, the idle share, and the embodied rate (g CO2e per second,
-    0 for none). ``compiled``: the compiled span path can price it (no GPU, idle, embodied)."""
+    0 for none). ``compiled``: the compiled span path can price it (it shows a component)."""
 
     __slots__ = ("components", "gpu", "idle", "embodied_g_per_s", "compiled")
 
@@ -54,7 +54,7 @@ class Layout:
         self.gpu = gpu
         self.idle = idle
         self.embodied_g_per_s = embodied_g_per_s
-        self.compiled = bool(self.components) and not (gpu or idle or embodied_g_per_s)
+        self.compiled = bool(self.components)
 
 
 def layout_for(sensors: object, gpu: bool, idle: bool, embodied_g_per_s: float) -> Layout:

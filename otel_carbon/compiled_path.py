@@ -4,8 +4,8 @@ Where ``otel_carbon._speedups`` was built (and ``OTEL_CARBON_SPEEDUPS`` is not `
 drop-in processor whose class keeps the span hooks binds the C ones (:func:`make_hooks`) as
 instance attributes (``on_start``, ``_on_ending``, ``on_end``). They do the common case -- a
 span on its thread's clock or its asyncio task's meter that ends within the tick it started
-in, that handed no work to other threads, with fitting span limits, any number of components
-without GPU, idle or embodied figures (:func:`otel_carbon.attribution.attribute`, mirrored)
+in, that handed no work to other threads, with fitting span limits, any layout (components,
+GPU share, idle share, embodied carbon: :func:`otel_carbon.attribution.attribute`, mirrored)
 -- and call the processor's Python methods for everything else and on any error, so those
 stay the reference.
 
@@ -33,6 +33,8 @@ NAMES = (
     A.CPU_TIME, A.CPU_CLOCK, A.ENERGY_TOTAL, A.EMISSIONS, A.INTENSITY, A.ZONE, A.METHOD,
     CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
     "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len", "parent", "is_remote",
+    A.ENERGY_GPU, A.ENERGY_IDLE, A.EMBODIED, "gpu_per_span_w", "idle_price_j_per_cpu_s", "wall_s_per_busy_s",
+    "start_time", "end_time",
 )  # fmt: skip
 
 #: the span hooks a processor may hold as instance attributes

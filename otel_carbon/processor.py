@@ -220,7 +220,10 @@ class CarbonSpanProcessor(SpanProcessor):
         """Tell the compiled hooks what they mirror (after any of it changes)."""
         if self._hooks is not None:
             layout = self._layout
-            self._hooks.sync(self._resource_seen, layout.components if layout.compiled else None, self._listeners.mode)
+            self._hooks.sync(
+                self._resource_seen, layout.components if layout.compiled else None, self._listeners.mode,
+                layout.gpu, layout.idle, layout.embodied_g_per_s,
+            )  # fmt: skip
 
     # -- span start -------------------------------------------------------------------
 

@@ -45,7 +45,8 @@ def random_tick(rng: random.Random, n: int) -> Tick:
     intensity = Intensity(g_per_kwh=rng.uniform(0, 1200), zone="TEST", pue=rng.uniform(1, 2), source="test")
     return Tick(
         rng.randrange(1, 1 << 62), zeros, zeros, zeros, 0.0, 0.0, 0.0, tuple(value() for _ in range(n)),
-        value(), 0.0, 0.0, 0.0, 0.0, 0.0, intensity, rng.choice([A.MEASURED, A.ESTIMATED, A.MIXED]),
+        value(), 0.0, 0.0, 0.0, value(), 0.0, intensity, rng.choice([A.MEASURED, A.ESTIMATED, A.MIXED]),
+        wall_s_per_busy_s=value(),
     )  # fmt: skip
 
 
@@ -54,23 +55,37 @@ def close(a: float, b: float) -> bool:
 
 
 def test_compiled_figures_equal_the_attribution_function():
+    """Every layout: components in any order, with or without a GPU share, the idle share and
+    embodied carbon."""
     speedups = compiled()
     rng = random.Random(20261203)
     for _ in range(5000):
         n = rng.randint(1, 4)
         tick = random_tick(rng, n)
         order = rng.sample(range(n), n)  # a layout may show components in any order
-        layout = Layout(tuple((COMPONENT_NAMES[i], i) for i in order))
+        gpu, idle = rng.random() < 0.3, rng.random() < 0.3
+        embodied = rng.choice([0.0, 0.0, rng.uniform(0, 0.05), 10 ** rng.uniform(-9, 3)])
+        layout = Layout(tuple((COMPONENT_NAMES[i], i) for i in order), gpu, idle, embodied)
         cpu_s = rng.choice([0.0, rng.uniform(0, 1e-4), rng.uniform(0, 2), rng.randrange(0, 1 << 40) / 1e9])
+        gpu_j = rng.choice([0.0, rng.uniform(0, 1e-3), rng.uniform(0, 500)]) if gpu else 0.0
         stale = rng.random() < 0.1
-        expected = attribute(cpu_s, tick, tick, layout, stale)
-        energy, total_j, emissions_g, unavailable = speedups.attribute(cpu_s, tick, tuple(order), stale)
-        where = f"n={n} order={order} cpu_s={cpu_s!r} prices={tick.price_j_per_cpu_s!r}"
+        expected = attribute(cpu_s, tick, tick, layout, stale, gpu_j)
+        energy, total_j, emissions_g, unavailable, idle_j, embodied_g = speedups.attribute(
+            cpu_s, tick, tuple(order), stale, gpu_j if gpu else None, idle, embodied
+        )
+        where = f"n={n} order={order} gpu={gpu} idle={idle} embodied={embodied!r} cpu_s={cpu_s!r} tick={vars_of(tick)}"
         assert len(energy) == n, where
         assert all(close(a, b) for a, b in zip(energy, expected.energy_j)), where
+        assert (idle_j is None) == (expected.idle_j is None) and (idle_j is None or close(idle_j, expected.idle_j)), where
+        assert (embodied_g is None) == (expected.embodied_g is None), where
+        assert embodied_g is None or close(embodied_g, expected.embodied_g), where
         assert close(total_j, expected.total_j), where
         assert close(emissions_g, expected.emissions_g), where
         assert (expected.method == A.UNAVAILABLE) == bool(unavailable), where
+
+
+def vars_of(tick: Tick) -> dict:
+    return {k: getattr(tick, k) for k in ("price_j_per_cpu_s", "idle_price_j_per_cpu_s", "gpu_per_span_w", "wall_s_per_busy_s")}
 
 
 def test_cpu_time_without_a_price_is_unavailable_in_both():
@@ -129,3 +144,68 @@ def test_a_cpu_and_dram_host_takes_the_compiled_path_with_the_same_figures(rapl_
         assert a[A.ENERGY_TOTAL] == a[A.ENERGY_CPU] + a[A.ENERGY_MEMORY]
         assert a[A.EMISSIONS] == pytest.approx(a[A.ENERGY_TOTAL] * 100.0 / 3.6e6, rel=1e-12)
     provider.shutdown()
+
+
+def test_a_gpu_idle_and_embodied_layout_takes_the_compiled_path_by_the_same_rules():
+    """A host with a GPU, the idle policy on and an embodied rate: the compiled span path prices
+    its spans too (any of the three used to send every span to Python), by the attribution
+    function's rules: the idle share and embodied carbon are the span's CPU time at the tick's
+    prices, the GPU share the tick's watts per open span over the span's wall time, the total
+    their sum left to right."""
+    try:
+        from fake_nvml import FakeDevice, FakeNvml
+    except ImportError:  # tests/ imported as a package
+        from .fake_nvml import FakeDevice, FakeNvml
+    import threading
+
+    from otel_carbon.sensors.cpu_model import CpuModelSensor
+    from otel_carbon.sensors.nvml import probe_nvml
+
+    device = FakeDevice("volta", name="NVIDIA Fake H200", energy_mj=0)
+    device.compute_pids.append(os.getpid())  # the only process on the board: all of it is ours
+    (gpu,), diagnostics = probe_nvml(FakeNvml([device]))
+    assert diagnostics == []
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def board() -> None:  # 150 W while the test runs
+        while not stop.is_set():
+            device.energy_mj = int((time.monotonic() - t0) * 150_000)
+            time.sleep(0.002)
+
+    threading.Thread(target=board, daemon=True).start()
+    sampler = make_sampler([CpuModelSensor("ccf", 1.0, 5.0, n_vcpus=os.cpu_count() or 1), gpu], interval_s=0.2)
+    exporter = InMemorySpanExporter()
+    processor = CarbonSpanProcessor(sampler=sampler, idle_policy="cpu", embodied_g_per_hour=36.0)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("gpu")
+    try:
+        with tracer.start_as_current_span("warm-up"):  # open across ticks: the GPU gets a price per span
+            burn(0.5)
+            time.sleep(0.3)
+        if os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() != "off":
+            assert processor._hooks is not None and processor._layout.compiled
+        checked = 0
+        for i in range(60):
+            before = sampler.ledger.latest
+            with tracer.start_as_current_span(f"span-{i}"):
+                burn(0.002)
+            tick = sampler.ledger.latest
+            if tick is not before or tick.gpu_per_span_w <= 0:
+                continue  # priced over a window: the Python path's case
+            span = exporter.get_finished_spans()[-1]
+            a = span.attributes
+            cpu_s = a[A.CPU_TIME]
+            assert a[A.ENERGY_IDLE] == pytest.approx(cpu_s * tick.idle_price_j_per_cpu_s, rel=1e-12)
+            assert a[A.EMBODIED] == pytest.approx(cpu_s * tick.wall_s_per_busy_s * 36.0 / 3600.0, rel=1e-12)
+            assert 0 < a[A.ENERGY_GPU] <= tick.gpu_per_span_w * (span.end_time - span.start_time) / 1e9 * (1 + 1e-9)
+            assert a[A.ENERGY_TOTAL] == a[A.ENERGY_CPU] + a[A.ENERGY_GPU] + a[A.ENERGY_IDLE]
+            assert a[A.EMISSIONS] == pytest.approx(a[A.ENERGY_TOTAL] * 100.0 / 3.6e6, rel=1e-12)
+            checked += 1
+        assert checked >= 30, checked
+    finally:
+        stop.set()
+        provider.shutdown()
+        sampler.shutdown()
