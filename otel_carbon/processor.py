@@ -304,7 +304,7 @@ class CarbonSpanProcessor(SpanProcessor):
             self._pass_on_ending(span)
             return
         try:
-            values = self._figures(span)
+            values = self.figures_at_end(span)
             # Straight into the span's attribute dict (see the module docstring), within the
             # span's limits. No lock: one dict.update of str keys and plain values runs
             # without releasing the GIL, so nobody sees it half done.
@@ -324,7 +324,7 @@ class CarbonSpanProcessor(SpanProcessor):
         if not self._wrapped:
             return
         try:
-            values = self._figures(span)
+            values = self.figures_at_end(span)
             enriched = copy_with(span, values)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_end", "otel_carbon: could not attach carbon attributes: %r", exc)
@@ -334,8 +334,10 @@ class CarbonSpanProcessor(SpanProcessor):
                 self._listeners.notify(enriched, values)
         self._pass_on_end(enriched)
 
-    def _figures(self, span: Any) -> Dict[str, Any]:
-        """The carbon attributes for a span that is ending now on this thread."""
+    def figures_at_end(self, span: Any) -> Dict[str, Any]:
+        """The carbon attributes of ``span``, ending now on this thread, without touching it
+        (its state here goes): what the hooks attach, for code that times its own spans (the
+        tracking API's runs). ``span`` is what was given to :meth:`on_start`."""
         key = self._key(span)
         state = self._open.pop(key, None)
         box = self._boxes.pop(key, None) if self._boxes else None

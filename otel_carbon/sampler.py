@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from math import isfinite
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import psutil
 
@@ -60,6 +60,7 @@ from otel_carbon.sensors.cpu_model import CpuModelSensor
 from otel_carbon.sensors.probe import Probe, get_probe
 
 _logger = logging.getLogger("otel_carbon")
+T = TypeVar("T")
 
 MAX_PAIR_NS = 5_000_000  # a reading whose parts were more than 5 ms apart is retried
 PAIR_ATTEMPTS = 3  # ... up to this many times, then the last reading is kept anyway
@@ -158,6 +159,8 @@ class Sampler:
         self._tick_listeners: "tuple[Callable[[Tick], None], ...]" = ()
         self._lock = threading.Lock()
         self._tick_lock = threading.RLock()  # held while sensors are read (see fork)
+        self._companions: Dict[str, object] = {}
+        self._companion_lock = threading.Lock()
         self._fork_paused = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -258,6 +261,7 @@ class Sampler:
         self._lock = threading.Lock()
         self._tick_lock = threading.RLock()
         self._resource_lock = threading.Lock()
+        self._companion_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = None
@@ -312,6 +316,18 @@ class Sampler:
     def remove_tick_listener(self, listener: Callable[[Tick], None]) -> None:
         with self._lock:
             self._tick_listeners = tuple(x for x in self._tick_listeners if x is not listener)
+
+    def companion(self, key: str, make: Callable[[], T]) -> T:
+        """The object kept under ``key`` for as long as this sampler lives, made by ``make()``
+        the first time (once, whatever the threads): e.g. the processor over this sampler that
+        prices the tracking API's runs, which must not outlive it nor keep it alive."""
+        found = self._companions.get(key)
+        if found is None:
+            with self._companion_lock:
+                found = self._companions.get(key)
+                if found is None:
+                    found = self._companions[key] = make()
+        return found  # type: ignore[return-value]
 
     @property
     def in_use(self) -> bool:

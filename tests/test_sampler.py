@@ -689,3 +689,38 @@ def test_a_failing_factory_installs_nothing(global_sampler):
     with pytest.raises(OSError):
         sampler_mod.get_or_create_sampler(make)
     assert sampler_mod.current_sampler() is None
+
+
+def test_a_companion_is_made_once_and_goes_away_with_its_sampler():
+    """What lives exactly as long as a sampler (the tracking API's private processor): made
+    once whatever the threads, never keeping the sampler alive."""
+    import gc
+    import weakref
+
+    from otel_carbon.processor import CarbonSpanProcessor
+
+    sampler = make_sampler([ConstantPowerSensor(power_w=5.0)])
+    made = []
+
+    def make():
+        made.append(CarbonSpanProcessor(sampler=sampler))
+        return made[-1]
+
+    barrier = threading.Barrier(8)
+    got = []
+
+    def ask():
+        barrier.wait(5)
+        got.append(sampler.companion("test.processor", make))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and all(g is made[0] for g in got)
+    assert sampler.companion("test.processor", make) is made[0] and len(made) == 1
+    sampler_ref, processor_ref = weakref.ref(sampler), weakref.ref(made[0])
+    del sampler, made, got, threads
+    gc.collect()
+    assert sampler_ref() is None and processor_ref() is None

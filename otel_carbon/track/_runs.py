@@ -48,21 +48,18 @@ def _tracer(provider: Any) -> Any:
 
 def _sampler_and_processor(sampler: Any) -> Tuple[Any, Any]:
     """The sampler and a private processor over it that computes the span figures of our
-    runs (never added to a provider). Kept on the sampler, so both go away together."""
+    runs (never added to a provider): the sampler's companion, so both go away together."""
     if sampler is None:
         from otel_carbon.sampler import get_sampler
 
         sampler = get_sampler()
-    processor = getattr(sampler, "_otel_carbon_track_processor", None)
-    if processor is None:
-        from otel_carbon.processor import CarbonSpanProcessor
+    return sampler, sampler.companion("track.processor", lambda: _new_processor(sampler))
 
-        with _lock:
-            processor = getattr(sampler, "_otel_carbon_track_processor", None)
-            if processor is None:
-                processor = CarbonSpanProcessor(sampler=sampler)
-                sampler._otel_carbon_track_processor = processor
-    return sampler, processor
+
+def _new_processor(sampler: Any) -> Any:
+    from otel_carbon.processor import CarbonSpanProcessor
+
+    return CarbonSpanProcessor(sampler=sampler)
 
 
 _getrandbits = random.getrandbits  # reseeded in forked children by the random module
@@ -115,7 +112,7 @@ def _start(cfg: _Config) -> Optional[_Run]:
 
 def _span_segment(run: _Run, reopen: bool) -> Dict[str, Any]:
     """The span's figures since the last segment (closing it; reopening for flush)."""
-    values = run.processor._figures(run)  # noqa: SLF001 - our own private processor
+    values = run.processor.figures_at_end(run)
     acc = run.acc
     for key in (A.CPU_TIME, A.ENERGY_TOTAL, A.EMISSIONS, *_SPAN_KEYS):
         if key in values:
