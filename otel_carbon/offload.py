@@ -205,12 +205,17 @@ def timed(box: Box, fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _box_or_none() -> Optional[Box]:
+def _followed(fn: Any) -> Any:
+    """``fn``, timed for the span current here if a tracker follows it; else ``fn`` itself
+    (with no span open anywhere, after one check)."""
+    if not any(_opens):
+        return fn
     try:
-        return current_box()
+        box = current_box()
     except Exception as exc:  # noqa: BLE001
         warn_once(_logger, "offload-box", "otel_carbon: could not follow handed-off work: %r", exc)
-        return None
+        return fn
+    return fn if box is None else timed(box, fn)
 
 
 # -- seams ----------------------------------------------------------------------------------
@@ -231,11 +236,7 @@ def _patch_submit(cls: type) -> None:
             in_place = False
         if in_place:
             return _run_in_place(fn, args, kwargs)
-        if any(_opens):  # else no span is open anywhere: the callable goes on untouched
-            box = _box_or_none()
-            if box is not None:
-                fn = timed(box, fn)
-        return original(self, fn, *args, **kwargs)
+        return original(self, _followed(fn), *args, **kwargs)
 
     submit._otel_carbon = True  # type: ignore[attr-defined]
     submit.__doc__ = original.__doc__
@@ -286,8 +287,7 @@ def _patch_anyio(module: Any) -> None:
         return
 
     async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        box = _box_or_none()
-        return await original(timed(box, func) if box is not None else func, *args, **kwargs)
+        return await original(_followed(func), *args, **kwargs)
 
     run_sync._otel_carbon = True  # type: ignore[attr-defined]
     run_sync.__doc__ = original.__doc__
@@ -309,11 +309,7 @@ def _timing_callable(original: Callable[..., Any]) -> Callable[..., Any]:
     """``original(self, func, ...)`` with ``func`` timed for the span current here."""
 
     def method(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
-        if any(_opens):
-            box = _box_or_none()
-            if box is not None:
-                func = timed(box, func)
-        return original(self, func, *args, **kwargs)
+        return original(self, _followed(func), *args, **kwargs)
 
     method._otel_carbon = True  # type: ignore[attr-defined]
     method.__name__, method.__doc__ = original.__name__, original.__doc__
