@@ -148,13 +148,11 @@ class SpanRecorder:
     # -- span path (the thread that ends the span) ------------------------------------------
 
     def on_span(self, span: Any, figures: Dict[str, Any]) -> None:
+        """A span's figures. With :attr:`local_roots_only`, local roots only: the processor
+        filters them (the listener is added with ``local_roots_only``; see ``attach``)."""
         energy_j = figures.get(A.ENERGY_TOTAL)
         if energy_j is None:  # no figures (carbon.method=unavailable)
             return
-        if self.local_roots_only:
-            parent = span.parent
-            if parent is not None and not parent.is_remote:
-                return
         try:
             get = span._attributes._dict.get  # an SDK span: its attribute dict, read-only
         except AttributeError:
