@@ -3,7 +3,7 @@
     python benchmarks/bench_sampler.py [--seconds 20] [--interval S]
 
 Runs the real sampler over this host's sensors (at the interval they get by default, see
-``otel_carbon.sampler.default_interval_s``, unless ``--interval`` is given) and reads its
+``otel_carbon.sensor_reading.default_interval_s``, unless ``--interval`` is given) and reads its
 thread's own CPU clock (through ``pthread_getcpuclockid``) before and after, in three
 phases: spans open, an idle process, and a real drop-in ``CarbonSpanProcessor`` attached
 with a span open (its span counter and tick listener run each tick). Also reports the cost

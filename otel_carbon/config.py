@@ -42,7 +42,7 @@ the server's lifetime); spans then carry their share as ``carbon.embodied``. Def
 # Sampler and processor
 OTEL_CARBON_SAMPLE_INTERVAL = "OTEL_CARBON_SAMPLE_INTERVAL"
 """Seconds between sampler ticks (default: follows the sensors, see
-``otel_carbon.sampler.default_interval_s``: 2 for models linear in CPU time, 0.25 for the TDP
+``otel_carbon.sensor_reading.default_interval_s``: 2 for models linear in CPU time, 0.25 for the TDP
 curve, 0.1 for hardware counters and GPUs)."""
 OTEL_CARBON_MAX_OPEN_SPANS = "OTEL_CARBON_MAX_OPEN_SPANS"
 """Most spans tracked while open, per processor (default 100000); older ones are dropped."""
@@ -175,7 +175,7 @@ MIN_SAMPLE_INTERVAL_S = 0.01
 
 def sample_interval_s(default: float = DEFAULT_SAMPLE_INTERVAL_S) -> float:
     """``OTEL_CARBON_SAMPLE_INTERVAL``, else ``default`` (the sampler passes the interval its
-    sensors need, ``sampler.default_interval_s``)."""
+    sensors need, ``sensor_reading.default_interval_s``)."""
     return env_number(OTEL_CARBON_SAMPLE_INTERVAL, default)  # type: ignore[return-value]
 
 

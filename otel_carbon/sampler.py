@@ -13,9 +13,9 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
   tick's own ``/proc/stat`` reading are paired by construction: a tick over model sensors
   only is read once (each retry waits for the GIL again, which under CPU-bound threads is
   what starves the thread).
-* **Failures.** A sensor that raises marks its component ``unavailable`` for that tick and
-  logs once; the thread never dies. A sensor that hangs stalls the ledger, and spans that
-  end on a stale ledger say ``unavailable``.
+* **Failures.** A sensor that raises marks its component ``unavailable`` for that tick
+  (:mod:`otel_carbon.sensor_reading`); the thread never dies. A sensor that hangs stalls
+  the ledger, and spans that end on a stale ledger say ``unavailable``.
 * **Starvation.** A span that ends on a stale ledger while no tick is in progress takes the
   reading itself (:meth:`Sampler.catch_up`, at most once per interval): on a host whose
   CPU-bound threads keep the sampler thread from running, spans are still priced.
@@ -28,11 +28,8 @@ close together as it can, and appends the reading to the :class:`~otel_carbon.le
   locked forever in the child. If the tick does not end in time, the child's first
   reading is left to its new thread, so the child itself never blocks on it.
 * **Shutdown** is idempotent and joins within a timeout.
-* **The interval follows the sensors** (:func:`default_interval_s`): a model linear in CPU
-  time prices a CPU-second the same whatever the tick rate, so it ticks every
-  :data:`LINEAR_INTERVAL_S`; a curve (the TDP model) or a hardware counter needs fresher
-  prices (``benchmarks/bench_interval.py`` measures the per-span error against the
-  interval; BENCHMARKS.md has the table). ``OTEL_CARBON_SAMPLE_INTERVAL`` overrides it.
+* **The interval follows the sensors** (:func:`otel_carbon.sensor_reading.default_interval_s`);
+  ``OTEL_CARBON_SAMPLE_INTERVAL`` overrides it.
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ import os
 import threading
 import time
 import weakref
-from math import isfinite
 from typing import Callable, Dict, List, Optional, TypeVar
 
 import psutil
@@ -50,13 +46,12 @@ import psutil
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon._untraced import run_untraced
-from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
+from otel_carbon.attributes import SAMPLER_GAPS
 from otel_carbon.host_cpu import host_cpu_seconds, open_proc_stat
 from otel_carbon.intensity.source import IntensitySource, intensity_source
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
-from otel_carbon.sensors.constant import ConstantPowerSensor
-from otel_carbon.sensors.cpu_model import CpuModelSensor
+from otel_carbon.sensor_reading import SensorReading, default_interval_s, pair_attempts
 from otel_carbon.sensors.probe import Probe, get_probe
 
 _logger = logging.getLogger("otel_carbon")
@@ -68,38 +63,6 @@ IDLE_INTERVAL_S = 1.0  # interval while no span is open and the process is idle
 SLEEP_MAX_S = 1.0  # intervals up to this sleep between ticks (see Sampler._run)
 STALE_TICKS = 10  # a ledger older than this many intervals (and >= 1 s) is stale
 FORK_WAIT_S = 1.0  # before fork, wait at most this long for a tick in progress to end
-#: Default intervals by sensor layout (see default_interval_s; bench_interval.py measured
-#: them: the longest interval whose per-span error stays within 2 %).
-LINEAR_INTERVAL_S = 2.0  # models linear in CPU time: the price does not depend on it
-CURVE_INTERVAL_S = 0.25  # the TDP curve: a tick's mean utilisation moves along a curve
-COUNTER_INTERVAL_S = config.DEFAULT_SAMPLE_INTERVAL_S  # hardware counters and GPUs
-
-
-#: sensors computed from the tick's own host reading (no counter to pair with it)
-_MODELS = (CpuModelSensor, ConstantPowerSensor)
-
-
-def default_interval_s(probe: Probe) -> float:
-    """The sampler's interval for ``probe``'s sensors when none is configured: the longest
-    that keeps span figures within 2 % (``benchmarks/bench_interval.py``).
-
-    * Only models linear in CPU time (the ccf line, constant power, the memory model) and
-      no GPU: :data:`LINEAR_INTERVAL_S`. Their active joules are ``slope x busy
-      CPU-seconds`` however the ticks fall, so the price of a CPU-second is exact at any
-      interval; the interval only sets how fresh the power metrics are.
-    * The TDP curve: :data:`CURVE_INTERVAL_S`.
-    * A hardware counter (RAPL) or a GPU, or a sensor this function does not know:
-      :data:`COUNTER_INTERVAL_S` (the counters are cumulative, but the price follows the
-      load only as fast as they are read; GPU energy is split among the spans open in each
-      tick).
-    """
-    interval_s = LINEAR_INTERVAL_S
-    for sensor in probe.sensors:
-        if type(sensor) is CpuModelSensor and sensor.curve == "tdp":
-            interval_s = min(interval_s, CURVE_INTERVAL_S)
-        elif not (type(sensor) is ConstantPowerSensor or (type(sensor) is CpuModelSensor and sensor.curve == "ccf")):
-            interval_s = min(interval_s, COUNTER_INTERVAL_S)
-    return interval_s
 
 
 class Sampler:
@@ -127,8 +90,10 @@ class Sampler:
         if not callable(clock_ns) or not isinstance(clock_ns(), int):
             raise ValueError(f"clock_ns must be a function returning monotonic nanoseconds (int), got {clock_ns!r}")
         self.probe = probe
-        self.gpus = probe.gpus
-        self.sensors = [s for s in probe.sensors if s.component != "gpu"]
+        self.reading = SensorReading(probe)
+        self.gpus = self.reading.gpus
+        self.sensors = self.reading.sensors
+        self.sensor_errors = self.reading.errors
         safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
         self._max_safe_interval_s = float(min(safe, default=float("inf")))
         self.interval_s = float(min(interval_s, self._max_safe_interval_s))
@@ -143,14 +108,11 @@ class Sampler:
         self.stale_after_ns = self.stale_after_s * 1e9
         self._quiet = False
         self._wake = threading.Event()
-        methods = {s.method for s in probe.sensors}
-        self._method_ok = _combine(methods)
         self._intensity_given = intensity is not None
         self._intensity = intensity if intensity is not None else intensity_source()
         self._pending_resource: Optional[Dict[str, object]] = None
         self._resource_lock = threading.Lock()
         self._clock_ns = clock_ns
-        self._pid = os.getpid()
         self._n_cpus = psutil.cpu_count(logical=True) or 1
         if not isinstance(proc_root, str):
             raise ValueError(f"proc_root must be a directory path (str), got {proc_root!r}")
@@ -169,12 +131,8 @@ class Sampler:
         self.skewed_pairs = 0  # readings kept although every attempt was too slow
         self.catch_ups = 0  # readings taken by a span ending on a stale ledger (catch_up)
         self._catch_up_after_ns = 0
-        self.sensor_errors: Dict[str, str] = {}
-        self._gpu_last_j: Dict[int, float] = {}
         self.ledger = self._new_ledger()
-        #: readings per tick at most: a counter is paired with the CPU times, a model is
-        #: computed from them
-        self._pair_attempts = 1 if all(type(s) in _MODELS for s in probe.sensors) else PAIR_ATTEMPTS
+        self._pair_attempts = pair_attempts(probe, PAIR_ATTEMPTS)
         _instances.add(self)
 
     def _new_ledger(self) -> Ledger:
@@ -265,7 +223,7 @@ class Sampler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = None
-        self._pid = os.getpid()
+        self.reading.pid = os.getpid()
         self.ledger = self._new_ledger()
         if was_running:
             self.start(_first_tick=quiet)
@@ -337,7 +295,7 @@ class Sampler:
     @property
     def gpu_energy_j(self) -> Dict[int, float]:
         """Latest cumulative energy (J, arbitrary origin) of each GPU, by index in :attr:`gpus`."""
-        return dict(self._gpu_last_j)
+        return dict(self.reading.gpu_last_j)
 
     @property
     def stale_after_s(self) -> float:
@@ -375,19 +333,6 @@ class Sampler:
 
     # -- one tick ---------------------------------------------------------------------------
 
-    def _read(self, sensor: object, sample: HostSample) -> Optional[float]:
-        try:
-            value = float(sensor.read(sample))  # type: ignore[attr-defined]
-            if not isfinite(value):
-                raise ValueError(f"not a finite number: {value!r}")
-            self.sensor_errors.pop(sensor.name, None)  # type: ignore[attr-defined]
-            return value
-        except Exception as exc:  # noqa: BLE001 - a sensor must never stop the sampler
-            name = getattr(sensor, "name", repr(sensor))
-            self.sensor_errors[name] = repr(exc)
-            warn_once(_logger, f"sensor:{name}", "otel_carbon: sensor %s failed (%r); its energy is unavailable", name, exc)
-            return None
-
     def tick(self, host: "Optional[tuple[int, float, float, float]]" = None) -> Optional[Tick]:
         """Take one reading now. Never raises; returns the tick, or None when dropped.
 
@@ -401,7 +346,7 @@ class Sampler:
                 if host is None:
                     return self._tick()
                 sample = HostSample(host[0], host[1], host[2], self._n_cpus)
-                return self._append(self.ledger.latest, sample, [self._read(s, sample) for s in self.sensors], host[3])
+                return self._append(self.ledger.latest, sample, self.reading.read_all(sample), host[3])
             except Exception as exc:  # noqa: BLE001
                 warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
                 return None
@@ -414,7 +359,7 @@ class Sampler:
             proc_cpu_s = time.process_time_ns() / 1e9
             t_ns = self._clock_ns()
             sample = HostSample(t_ns, busy_s, total_s, self._n_cpus)
-            readings = [self._read(s, sample) for s in self.sensors]
+            readings = self.reading.read_all(sample)
             if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None or self._pair_attempts == 1:
                 break
             self.dropped_pairs += 1
@@ -431,23 +376,7 @@ class Sampler:
         t_ns, busy_s, total_s = sample.t_ns, sample.busy_s, sample.total_s
         if prev is not None and t_ns - prev.t_ns > self._gap_ns:
             self._long_gap(t_ns - prev.t_ns)
-        gpu_proc_j, gpu_ok = self._read_gpus(sample)
-        if gpu_ok and None not in readings:
-            energy = readings
-            method = self._method_ok
-        else:
-            methods = set()
-            energy = []
-            for i, (sensor, value) in enumerate(zip(self.sensors, readings)):
-                if value is None:
-                    methods.add(UNAVAILABLE)
-                    value = prev.energy_j[i] if prev is not None else 0.0
-                else:
-                    methods.add(sensor.method)
-                energy.append(value)
-            if self.gpus:
-                methods.add(MEASURED if gpu_ok else UNAVAILABLE)
-            method = _combine(methods)
+        energy, method, gpu_proc_j = self.reading.energy(prev, sample, readings)
         active = 0
         for counter in self._span_counters:
             try:
@@ -485,43 +414,6 @@ class Sampler:
 
     def _listener_failed(self, listener: Callable[[Tick], None], exc: BaseException) -> None:
         warn_once(_logger, f"tick-listener:{listener!r}", "otel_carbon: tick listener %r failed: %r", listener, exc)
-
-    def _read_gpus(self, sample: HostSample) -> "tuple[float, bool]":
-        """Cumulative GPU energy charged to this process, and whether every GPU read."""
-        if not self.gpus:
-            return 0.0, True
-        prev = self.ledger.latest
-        ok = True
-        total = prev.gpu_proc_j if prev is not None else 0.0
-        for i, gpu in enumerate(self.gpus):
-            last = self._gpu_last_j.get(i)
-            value = self._read(gpu, sample)
-            if value is None:
-                ok = False
-                continue
-            self._gpu_last_j[i] = value
-            if last is None:
-                continue
-            share = None
-            try:
-                share = gpu.process_share(self._pid)
-            except Exception:  # noqa: BLE001
-                share = None
-            total += max(value - last, 0.0) * (1.0 if share is None else min(max(share, 0.0), 1.0))
-        return total, ok
-
-
-def _combine(methods: "set[str]") -> str:
-    if not methods:
-        return UNAVAILABLE
-    if UNAVAILABLE in methods:
-        return UNAVAILABLE
-    if methods == {MEASURED}:
-        return MEASURED
-    if methods == {ESTIMATED}:
-        return ESTIMATED
-    return MIXED
-
 
 _sampler: Optional[Sampler] = None
 _sampler_lock = threading.Lock()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 from pathlib import Path
 from typing import Dict, List
@@ -20,7 +19,8 @@ import pytest
 from otel_carbon import config
 from otel_carbon.attributes import CPU, ESTIMATED, MEMORY
 from otel_carbon.data import load_table
-from otel_carbon.sampler import Sampler, default_interval_s
+from otel_carbon.sampler import Sampler
+from otel_carbon.sensor_reading import default_interval_s
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.cpu_model import (

@@ -27,6 +27,7 @@ FLOORS: Dict[str, int] = {
     "attribution": 0,  # the one pricing function: arithmetic on ticks, which the ledger charges with
     # 1: hardware, grid intensity, CPU time across hand-offs
     "sensors": 1, "intensity": 1, "offload": 1,
+    "sensor_reading": 1,  # the sensors read for one tick, and the interval they need
     # 2: the one sampler thread
     "sampler": 2,
     # 3: what turns ticks into figures on spans, metrics and files
@@ -48,8 +49,9 @@ LONG_MODULES: Dict[str, str] = {
     "the compiled hooks' binding, listeners and fork handling (pricing, span CPU time and options moved out)",
     "otel_carbon.cli.run": "the wrapper: output checks before work, signal forwarding, the child's "
     "environment and the summary (402 lines once the summary priced through the attribution module)",
-    "otel_carbon.sampler": "one thread's lifecycle and fork handling, the tick (pairing, GPU shares, "
-    "listeners), the starved-thread catch-up and the process-wide instance (the compiled tick is gone)",
+    "otel_carbon.sampler": "one thread's lifecycle, idle back-off and fork handling, the tick's pairing "
+    "and ledger append, the starved-thread catch-up and the process-wide instance (reading the sensors "
+    "and the default interval are in sensor_reading)",
 }
 
 

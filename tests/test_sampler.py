@@ -16,6 +16,7 @@ import pytest
 
 from otel_carbon import host_cpu
 from otel_carbon import sampler as sampler_mod
+from otel_carbon import sensor_reading
 from otel_carbon.attributes import CPU, ESTIMATED, MEASURED, MEMORY, MIXED, UNAVAILABLE
 from otel_carbon.intensity import Intensity, StaticIntensitySource
 from otel_carbon.sampler import STALE_TICKS, Sampler, set_sampler
@@ -354,16 +355,16 @@ def test_the_default_interval_follows_the_sensors(tmp_path):
     rapl_sensors, _ = probe_rapl(str(tmp_path))
     assert rapl_sensors
     # models linear in CPU time: a CPU-second costs the same at any tick rate
-    assert _default_interval([ccf, memory_model_sensor(8 * 10**9)]) == sampler_mod.LINEAR_INTERVAL_S
-    assert _default_interval([ConstantPowerSensor(power_w=5.0)]) == sampler_mod.LINEAR_INTERVAL_S
+    assert _default_interval([ccf, memory_model_sensor(8 * 10**9)]) == sensor_reading.LINEAR_INTERVAL_S
+    assert _default_interval([ConstantPowerSensor(power_w=5.0)]) == sensor_reading.LINEAR_INTERVAL_S
     # a curve, a counter, a GPU or an unknown sensor need fresher prices; the shortest wins
-    assert _default_interval([tdp, memory_model_sensor(8 * 10**9)]) == sampler_mod.CURVE_INTERVAL_S
-    assert _default_interval(rapl_sensors) == sampler_mod.COUNTER_INTERVAL_S
-    assert _default_interval([tdp, ScriptedSensor()]) == sampler_mod.COUNTER_INTERVAL_S
+    assert _default_interval([tdp, memory_model_sensor(8 * 10**9)]) == sensor_reading.CURVE_INTERVAL_S
+    assert _default_interval(rapl_sensors) == sensor_reading.COUNTER_INTERVAL_S
+    assert _default_interval([tdp, ScriptedSensor()]) == sensor_reading.COUNTER_INTERVAL_S
     gpus, _ = probe_nvml(nvml=FakeNvml([FakeDevice(kind="volta", energy_mj=5_000_000)]))
     assert gpus
-    assert _default_interval([ccf, *gpus]) == sampler_mod.COUNTER_INTERVAL_S
-    assert sampler_mod.COUNTER_INTERVAL_S < sampler_mod.CURVE_INTERVAL_S < sampler_mod.LINEAR_INTERVAL_S
+    assert _default_interval([ccf, *gpus]) == sensor_reading.COUNTER_INTERVAL_S
+    assert sensor_reading.COUNTER_INTERVAL_S < sensor_reading.CURVE_INTERVAL_S < sensor_reading.LINEAR_INTERVAL_S
     for sensor in rapl_sensors:
         sensor.close()
 
@@ -420,7 +421,7 @@ def test_fork_child_gets_its_own_thread_and_a_fresh_ledger(global_sampler):
         assert wait_for(lambda: len(sampler.ledger.ticks()) >= 5, timeout_s=5)
         return {
             "pid": os.getpid(),
-            "sampler_pid": sampler._pid,
+            "sampler_pid": sampler.reading.pid,
             "fresh_ledger": ledger is not parent_ledger,
             "first_tick_ns": first.t_ns,
             "ticks": len(sampler.ledger.ticks()),

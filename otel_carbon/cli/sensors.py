@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Dict
 
-from otel_carbon import config, cpu_clock, sampler
+from otel_carbon import config, cpu_clock, sensor_reading
 from otel_carbon.cli._common import HelpFormatter, epilog
 from otel_carbon.sensors.probe import probe_sensors
 
@@ -34,7 +34,7 @@ def report() -> Dict[str, Any]:
             "sensors": [asdict(s.info()) for s in probe.sensors],
             "unreadable": [asdict(d) for d in probe.diagnostics],
             "notes": probe.notes,
-            "sample_interval_s": config.sample_interval_s(sampler.default_interval_s(probe)),
+            "sample_interval_s": config.sample_interval_s(sensor_reading.default_interval_s(probe)),
             "idle_policy": config.idle_policy(),
             "span_path": cpu_clock.span_path,
         }
