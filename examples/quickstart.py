@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_carbon import CarbonSpanProcessor
+from otel_carbon.units_text import format_energy, format_grams, format_seconds
 
 
 class TableExporter(SpanExporter):
@@ -29,15 +30,16 @@ class TableExporter(SpanExporter):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        print(f"{'span':<28}{'cpu s':>9}{'energy J':>11}{'CO2e mg':>10}  method     zone")
+        print(f"{'span':<28}{'CPU':>9}{'energy':>10}{'CO2e':>10}  method     zone")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
             for span in spans:
                 a = span.attributes or {}
                 print(
-                    f"{span.name:<28}{a.get('carbon.cpu.time', 0):>9.4f}{a.get('carbon.energy.total', 0):>11.4f}"
-                    f"{a.get('carbon.emissions', 0) * 1000:>10.4f}  {a.get('carbon.method', '?'):<10} {a.get('carbon.zone', '?')}"
+                    f"{span.name:<28}{format_seconds(a.get('carbon.cpu.time', 0)):>9}"
+                    f"{format_energy(a.get('carbon.energy.total', 0)):>10}{format_grams(a.get('carbon.emissions', 0)):>10}"
+                    f"  {a.get('carbon.method', '?'):<10} {a.get('carbon.zone', '?')}"
                 )
         return SpanExportResult.SUCCESS
 

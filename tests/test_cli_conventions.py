@@ -111,6 +111,32 @@ def test_report_total_counts_each_request_once(tmp_path, capsys):
     assert "total: 2.61 J" in out and "3.22" not in out
 
 
+def test_report_total_counts_a_remote_child_as_its_own_request(tmp_path, capsys):
+    """Two services of one trace in one file (a Collector's file exporter): the back end's
+    server span has a remote parent, so its figures are not inside the front end's."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+    path = tmp_path / "two-services.jsonl"
+    front = TracerProvider(resource=Resource.create({"service.name": "front"}))
+    front.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(path)))
+    figures = {A.ENERGY_TOTAL: 2.0, A.EMISSIONS: 0.2, A.CPU_TIME: 0.5, A.METHOD: A.ESTIMATED}
+    with front.get_tracer("t").start_as_current_span("GET /checkout", attributes=figures) as span:
+        sent = span.get_span_context()
+    front.shutdown()
+    back = TracerProvider(resource=Resource.create({"service.name": "back"}))
+    back.add_span_processor(SimpleSpanProcessor(OtlpJsonFileSpanExporter(path)))
+    remote = SpanContext(sent.trace_id, sent.span_id, is_remote=True, trace_flags=sent.trace_flags)
+    with back.get_tracer("t").start_as_current_span("GET /stock", context=trace.set_span_in_context(NonRecordingSpan(remote)),
+                                                    attributes={**figures, A.ENERGY_TOTAL: 1.0}):
+        with back.get_tracer("t").start_as_current_span("db", attributes={**figures, A.ENERGY_TOTAL: 0.25}):
+            pass
+    back.shutdown()
+    assert main(["report", str(path), "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert totals["energy_total_j"] == pytest.approx(3.0) and totals["counted_spans"] == 2
+
+
 def test_report_totals_a_run_wrapper_apart(tmp_path, capsys):
     path = write(tmp_path / "s.jsonl", [
         ("otel-carbon run: python app.py", 10.0, {A.RUN_SCOPE: A.SCOPE_PROCESS_TREE}, None),
@@ -178,6 +204,38 @@ def test_no_view_prints_exponents_or_float_noise(tmp_path):
     for text in views:
         assert text and not NOISE.search(text), NOISE.search(text)
     assert "1.27 s" in views[0] and "ms" not in views[0].split("GET /big")[1].splitlines()[0].split("J")[-1]
+
+
+def test_the_pytest_plugin_tables_use_the_same_units(tmp_path):
+    """The plugin's terminal and Markdown tables: SI prefixes chosen per value, never an
+    exponent (``1.27e+03 ms``) or float noise."""
+    from otel_carbon.cli.span_lines import read_spans
+    from otel_carbon.pytest_plugin.reports import markdown, terminal_lines
+
+    records = read_spans(str(write(tmp_path / "s.jsonl", [("t.py::tiny", 7.2e-7, {}, None),
+                                                           ("t.py::big", 1270.0, {}, None),
+                                                           ("t.py::odd", 0.1 + 0.2, {}, None)])))
+    for text in ("\n".join(terminal_lines(records, None, 10)), markdown(records, None)):
+        assert "t.py::big" in text and not NOISE.search(text), NOISE.search(text)
+        assert not re.search(r"\d\.\d+e[+-]\d", text)
+
+
+def test_sensors_text_has_no_float_noise(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "OTEL_CARBON_CPU_MODEL": "ccf", "OTEL_CARBON_NVML": "off",
+           "OTEL_CARBON_POWERCAP_ROOT": str(tmp_path)}  # the ccf table's parameters: 0.72 W read as 0.72000...01
+    out = cli("sensors", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "min_w_per_vcpu:" in out.stdout and not NOISE.search(out.stdout), NOISE.search(out.stdout)
+    as_json = json.loads(cli("sensors", "--json", env=env).stdout)  # the JSON keeps the full values
+    assert as_json["sample_interval_s"] > 0
+
+
+def test_intensity_text_uses_the_summary_s_digits():
+    env = {"PATH": "/usr/bin:/bin", "OTEL_CARBON_INTENSITY": str(0.1 + 278.5), "OTEL_CARBON_PUE": "1.1"}
+    out = cli("intensity", env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"intensity  {format_number(0.1 + 278.5)} g CO2e/kWh" in out.stdout
+    assert not NOISE.search(out.stdout) and "278.600" not in out.stdout
 
 
 def test_run_summary_uses_the_same_units(tmp_path):

@@ -62,10 +62,11 @@ def test_a_fresh_clone_runs_the_readme_commands(tmp_path, registry):
     demo, tests = readme_commands()
 
     out = run(["bash", "-c", demo], cwd=clone, env=clean_env(), timeout_s=900)
-    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.startswith(("batch-job", "hash x"))}
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith(("batch-job", "hash x"))}
     assert set(rows) == {"batch-job", "hash"}, out.stdout
-    batch = rows["batch-job"]
-    assert float(batch[2]) > 0 and batch[4] in ("estimated", "measured", "mixed"), batch  # energy J, method
+    # batch-job, CPU, energy, CO2e (each a number and its unit, SI prefixes), method, zone
+    batch = re.match(r"batch-job +([\d.]+) [mµn]?s +([\d.]+) [mµnk]?J +([\d.]+) [mµnk]?g +(\w+) ", rows["batch-job"])
+    assert batch and float(batch[2]) > 0 and batch[4] in ("estimated", "measured", "mixed"), rows["batch-job"]
     assert "otel-carbon run" in out.stderr and "CO2e" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr, out.stderr[-4000:]
 

@@ -18,6 +18,7 @@ from typing import Optional
 from otel_carbon.cli._common import HelpFormatter, epilog
 from otel_carbon.intensity import Intensity, LiveIntensitySource, intensity_source
 from otel_carbon.intensity import bundled
+from otel_carbon.units_text import format_number
 
 _LISTS = {
     "countries": bundled.list_countries,
@@ -83,19 +84,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(value: Intensity, provider: Optional[str], bundled_value: Optional[Intensity]) -> None:
-    print(f"intensity  {value.g_per_kwh:.3f} g CO2e/kWh")
+    print(f"intensity  {format_number(value.g_per_kwh)} g CO2e/kWh")
     print(f"zone       {value.zone}")
     print(f"year       {value.year if value.year is not None else 'unknown'}")
     print(f"source     {value.source}")
-    print(f"pue        {value.pue:g}")
-    print(f"effective  {value.g_per_kwh * value.pue:.3f} g CO2e per kWh used by the servers")
+    print(f"pue        {format_number(value.pue)}")
+    print(f"effective  {format_number(value.g_per_kwh * value.pue)} g CO2e per kWh used by the servers")
     if provider is not None:
         state = "live" if value.live else "FALLBACK to bundled data (live provider failed)"
         print(f"provider   {provider}: {state}")
         if value.as_of:
             print(f"as of      {value.as_of}")
         if bundled_value is not None and value.live:
-            print(f"bundled    {bundled_value.g_per_kwh:.3f} g CO2e/kWh ({bundled_value.zone})")
+            print(f"bundled    {format_number(bundled_value.g_per_kwh)} g CO2e/kWh ({bundled_value.zone})")
 
 
 def _print_list(kind: str, as_json: bool) -> int:

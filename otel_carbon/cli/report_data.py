@@ -133,8 +133,9 @@ def run_wrapper_ids(spans: Iterable[SpanRecord]) -> "set[Tuple[str, str]]":
 
 def counted_once(spans: Iterable[SpanRecord]) -> Tuple[List[SpanRecord], List[SpanRecord]]:
     """The spans whose figures make a total without counting anything twice: spans with
-    figures that have no ancestor with figures in ``spans`` (a parent's figures include the
-    work of the children on its thread). Returns (requests and other local roots, whole
+    figures that have no ancestor with figures in their own process in ``spans`` (a parent's
+    figures include the work of its children; a remote parent's do not: two services'
+    spans of one request in one file both count). Returns (requests and other local roots, whole
     programs): spans of a process, machine or process-tree scope are the second list, as they
     overlap everything else that ran at the time."""
     spans = list(spans)
@@ -144,7 +145,7 @@ def counted_once(spans: Iterable[SpanRecord]) -> Tuple[List[SpanRecord], List[Sp
     for span in spans:
         if span.energy_j is None:
             continue
-        parent_id, hops, covered = span.parent_span_id, 0, False
+        parent_id, hops, covered = "" if span.parent_remote else span.parent_span_id, 0, False
         while parent_id and hops < len(by_id):  # bounded: a malformed file may hold a cycle
             parent = by_id.get((span.trace_id, parent_id))
             if parent is None:
@@ -152,7 +153,7 @@ def counted_once(spans: Iterable[SpanRecord]) -> Tuple[List[SpanRecord], List[Sp
             if parent.energy_j is not None:
                 covered = True
                 break
-            parent_id, hops = parent.parent_span_id, hops + 1
+            parent_id, hops = "" if parent.parent_remote else parent.parent_span_id, hops + 1
         if not covered:
             (programs if span.attributes.get(A.RUN_SCOPE) in WHOLE_PROGRAM_SCOPES else requests).append(span)
     return requests, programs

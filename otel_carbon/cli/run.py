@@ -390,7 +390,7 @@ def format_summary(s: Dict[str, Any], top: int) -> str:
         lines.append(f"  in Python   {format_energy(s['python_root_energy_j'])} over {format_seconds(s['python_root_duration_s'])} "
                      "from the end of start-up (interpreter and instrumentation start-up are in the totals above)")
     if s["top_spans"]:
-        lines.append(f"  top spans by energy ({s['spans']} spans inside the program):")
+        lines.append(f"  top spans by energy ({s['spans']} span{'' if s['spans'] == 1 else 's'} inside the program):")
         width = max(len(r["key"]) for r in s["top_spans"])
         for r in s["top_spans"]:
             lines.append(f"    {r['key']:<{width}}  x{r['count']:<6} {format_energy(r['energy_total_j']):>10}"

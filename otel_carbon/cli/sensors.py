@@ -10,6 +10,7 @@ from typing import Any, Dict
 from otel_carbon import config, cpu_clock, sensor_reading
 from otel_carbon.cli._common import HelpFormatter, epilog
 from otel_carbon.sensors.probe import probe_sensors
+from otel_carbon.units_text import format_number, format_seconds
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for s in data["sensors"]:
         print(f"  {s['component']:<7} {s['method']:<10} {s['name']} ({s['source']})")
         for key, value in s["details"].items():
-            print(f"      {key}: {value}")
+            print(f"      {key}: {format_number(value) if isinstance(value, float) else value}")
     measured = any(s["method"] == "measured" for s in data["sensors"])
     if not measured:
         print("  No hardware energy counter is readable here: every figure is ESTIMATED from the models above.")
@@ -65,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {d['path']}: {d['problem']}")
             if d["fix"]:
                 print(f"      fix: {d['fix']}")
-    print(f"Sampling every {data['sample_interval_s']} s; idle policy: {data['idle_policy']}")
+    print(f"Sampling every {format_seconds(data['sample_interval_s'])}; idle policy: {data['idle_policy']}")
     print(f"Span path: {data['span_path']}")
     return 0

@@ -38,6 +38,8 @@ class SpanRecord:
     trace_id: str = ""
     span_id: str = ""
     parent_span_id: str = ""
+    #: the parent is in another process (OTLP span flags: its context is known to be remote)
+    parent_remote: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -233,8 +235,18 @@ def spans_of_message(message: Any) -> List[SpanRecord]:
                     trace_id=_id(span.get("traceId")),
                     span_id=_id(span.get("spanId")),
                     parent_span_id=_id(span.get("parentSpanId")),
+                    parent_remote=_parent_remote(span.get("flags")),
                 ))
     return out
+
+
+#: OTLP ``Span.flags`` bits 8 and 9: whether the parent is known to be remote, and is
+REMOTE_PARENT_FLAGS = 0x300
+
+
+def _parent_remote(flags: Any) -> bool:
+    """From a span's OTLP ``flags`` (absent in files from older SDKs: not remote)."""
+    return isinstance(flags, int) and not isinstance(flags, bool) and flags & REMOTE_PARENT_FLAGS == REMOTE_PARENT_FLAGS
 
 
 def _reject_constant(name: str) -> Any:

@@ -17,7 +17,7 @@ from otel_carbon import attributes as A
 from otel_carbon.cli.report_data import group_spans, ranked
 from otel_carbon.cli.span_lines import SpanRecord
 from otel_carbon.pytest_plugin.gate import Comparison
-from otel_carbon.units_text import format_energy, format_grams
+from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds
 
 _METHODS = {
     A.MEASURED: "measured (hardware energy counters)",
@@ -38,7 +38,7 @@ def totals(records: Sequence[SpanRecord]) -> Dict[str, Any]:
         "emissions_g": math.fsum(r.emissions_g for r in with_figures),
         "cpu_time_s": math.fsum(r.cpu_time_s for r in with_figures),
         "method": method,
-        "grid": ", ".join(f"{zone or '?'} {g:.0f} g/kWh" for zone, g in zones) or "unknown",
+        "grid": ", ".join(f"{zone or '?'} {format_number(g)} g/kWh" for zone, g in zones) or "unknown",
     }
 
 
@@ -52,9 +52,9 @@ def table(records: Sequence[SpanRecord], comparison: Optional[Comparison],
         headers += ["change", "noise", ""]
     rows = []
     for g in groups if top is None else groups[:top]:
-        row = [g.key, f"{g.total_cpu_time_s * 1000:.3g} ms", format_energy(g.total_energy_j),
+        row = [g.key, format_seconds(g.total_cpu_time_s), format_energy(g.total_energy_j),
                format_grams(g.total_emissions_g), f"{g.total_energy_j / total_j * 100:.0f}%" if total_j > 0 else "-",
-               _duration(g.mean_duration_s)]
+               format_seconds(g.mean_duration_s)]
         if comparison is not None:
             c = changes.get(g.key)
             if c is None or c.status != "compared":
@@ -67,15 +67,11 @@ def table(records: Sequence[SpanRecord], comparison: Optional[Comparison],
     return headers, rows
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
-
-
 def _total_sentences(records: Sequence[SpanRecord], comparison: Optional[Comparison]) -> List[str]:
     t = totals(records)
     out = [
         f"total: {t['tests']} tests, {format_energy(t['energy_j'])}, {format_grams(t['emissions_g'])} CO2e, "
-        f"{_duration(t['cpu_time_s'])} of CPU",
+        f"{format_seconds(t['cpu_time_s'])} of CPU",
         f"grid: {t['grid']}; figures {_METHODS.get(t['method'], t['method'])}",
         "energy = the test's CPU time x the price of a CPU-second (setup, call and teardown)",
     ]
@@ -87,7 +83,7 @@ def _total_sentences(records: Sequence[SpanRecord], comparison: Optional[Compari
             f"against the baseline: {format_energy(c.base_total_j)} -> {format_energy(c.new_total_j)} "
             f"({c.total_change_pct:+.1f}%, noise ±{c.total_noise_pct:.1f}%) over the tests in both runs "
             f"({new} new, {gone} gone); compared as CPU time x the baseline's price "
-            f"({c.price_j_per_cpu_s:.4g} J per CPU-second); ~ = within noise"
+            f"({format_energy(c.price_j_per_cpu_s)} per CPU-second); ~ = within noise"
         )
         out.extend(f"FAIL {f}" for f in c.failures)
     return out
