@@ -47,8 +47,6 @@ MAX_LINES = 400
 LONG_MODULES: Dict[str, str] = {
     "otel_carbon.processor": "one class: the drop-in and wrapping routes' SDK hooks, the enabled flag, "
     "the compiled hooks' binding, listeners and fork handling (pricing, span CPU time and options moved out)",
-    "otel_carbon.cli.run": "the wrapper: output checks before work, signal forwarding, the child's "
-    "environment and the summary (402 lines once the summary priced through the attribution module)",
     "otel_carbon.sampler": "one thread's lifecycle, idle back-off and fork handling, the tick's pairing "
     "and ledger append, the starved-thread catch-up and the process-wide instance (reading the sensors "
     "and the default interval are in sensor_reading)",
