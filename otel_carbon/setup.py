@@ -100,6 +100,7 @@ class CarbonSetup:
         owns_meter_provider: bool,
         resource: Resource,
         key: Any = None,
+        exporters: Sequence[Any] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -110,6 +111,7 @@ class CarbonSetup:
         self.owns_meter_provider = owns_meter_provider
         self.resource = resource
         self._key = key
+        self._exporters = tuple(exporters)  # made from names: cancelled when a shutdown runs late
         #: called by a later configure() with different arguments (all of them, as keywords);
         #: True when it took care of them (``otel-carbon run`` adopts the program's own
         #: service name this way), else the usual "already called" warning follows.
@@ -136,11 +138,15 @@ class CarbonSetup:
                 ok = False
         return ok
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: int = int(_exit.EXIT_FLUSH_S * 1000)) -> None:
         """Stop our processor and instruments and shut down the providers configure()
-        created (which flushes them). Safe to call twice. Providers the application owns are
-        left running, without our processor. The OpenTelemetry API does not allow the global
-        providers to be replaced, so this is meant for the end of the process (or a test)."""
+        created (which flushes them), within ``timeout_millis`` (2 s by default, as at exit:
+        what a collector has not taken by then is given up, with one warning). Safe to call
+        twice. Providers the application owns are left running, without our processor. The
+        OpenTelemetry API does not allow the global providers to be replaced, so this is meant
+        for the end of the process (or a test)."""
+        if not isinstance(timeout_millis, int) or isinstance(timeout_millis, bool) or timeout_millis < 0:
+            raise ValueError(f"timeout_millis must be an int >= 0, got {timeout_millis!r}")
         global _current
         with self._lock:
             if self._shutdown:
@@ -154,10 +160,9 @@ class CarbonSetup:
                 release_metrics(self.meter_provider)
             if self.tracer_provider is not None and self.processor is not None:
                 release_processor(self.tracer_provider)
-            if self.owns_tracer_provider and self.tracer_provider is not None:
-                self.tracer_provider.shutdown()
-            if self.owns_meter_provider and self.meter_provider is not None:
-                self.meter_provider.shutdown()
+            owned = [self.tracer_provider if self.owns_tracer_provider else None,
+                     self.meter_provider if self.owns_meter_provider else None]
+            _exit.bounded_shutdown(owned, self._exporters, timeout_millis / 1000, "at shutdown")
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "setup-shutdown", "otel_carbon: shutdown failed: %r", exc)
 
@@ -359,6 +364,7 @@ def _build(
         owns_meter_provider=owns_meter,
         resource=resource,
         key=key,
+        exporters=[*exporters, *readers],
     )
     # the SDK's exit hooks are off on the providers made here: a bounded flush instead
     ref = weakref.ref(setup)

@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 from opentelemetry import context as otel_context
@@ -108,7 +110,8 @@ CHILD = textwrap.dedent(
         sum(range(10000))
     if SHUTDOWN:
         setup.shutdown()
-    print("main done", flush=True)
+    import time
+    print("main done", time.time(), flush=True)
     """
 )
 #: Far above the bounded flush (2 s + start-up), far below the SDK's own retries with the
@@ -132,18 +135,31 @@ def _run_child(env_updates, shutdown=False):
         pytest.fail("the process did not exit: the flush at exit is not bounded")
 
 
+#: From "main done" to the process's end with no collector: the 2 s flush, 0.5 s for the
+#: cancelled exporters, the interpreter's teardown, and room for a loaded machine.
+EXIT_AFTER_MAIN_S = 6.0
+
+
+@pytest.mark.parametrize("shutdown", [False, True], ids=["at-exit", "shutdown-then-exit"])
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_no_collector_exit_is_bounded_with_one_warning_naming_the_endpoint(protocol):
+def test_no_collector_exit_is_bounded_with_one_warning_naming_the_endpoint(protocol, shutdown):
     port = _closed_port()
     endpoint = f"http://127.0.0.1:{port}"
-    done = _run_child({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
+    done = _run_child({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}, shutdown)
+    ended = time.time()
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "main done\n"
-    ours = [line for line in done.stderr.splitlines() if "no OpenTelemetry collector answered" in line]
-    assert len(ours) == 1, done.stderr
-    assert f"127.0.0.1:{port}" in ours[0]
-    assert "OTEL_TRACES_EXPORTER=console" in ours[0] and "none" in ours[0]
-    assert "Traceback" not in done.stderr
+    words = done.stdout.split()
+    assert words[:2] == ["main", "done"]
+    # an explicit shutdown() is bounded like the exit (with OTEL_EXPORTER_OTLP_TIMEOUT=600 the
+    # SDK alone retries for minutes)
+    assert ended - float(words[2]) < EXIT_AFTER_MAIN_S
+    # one line, ours: the exporters' retry and "already shutdown" lines are held back
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        line for line in done.stderr.splitlines() if "no OpenTelemetry collector answered" in line
+    ], done.stderr
+    [ours] = done.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port}" in ours and ("at shutdown" if shutdown else "at exit") in ours
+    assert "OTEL_TRACES_EXPORTER=console" in ours and "none" in ours
 
 
 @pytest.mark.parametrize("shutdown", [False, True], ids=["at-exit", "shutdown-then-exit"])
@@ -178,3 +194,32 @@ def test_an_output_dir_that_is_not_a_directory_never_raises(tmp_path, monkeypatc
     named = [r.getMessage() for r in caplog.records if config.OTEL_CARBON_OUTPUT_DIR in r.getMessage()]
     assert len(named) == 1 and "'.'" in named[0]
     assert (tmp_path / "emissions.csv").is_file(), "the rows went to the default folder"
+
+
+def test_a_bounded_shutdown_passes_the_sdk_s_lines_on_when_it_finished_in_time(caplog):
+    """Only a shutdown that ran late has its exporters' lines replaced by our warning; one that
+    finished passes them on as they were (e.g. a collector that refused a batch)."""
+    from otel_carbon import _exit
+
+    sdk_logger = logging.getLogger("opentelemetry.sdk.trace.export")
+    release = threading.Event()
+
+    class Provider:
+        def __init__(self, hang):
+            self.hang = hang
+
+        def shutdown(self):
+            sdk_logger.warning("refused: %s", "HTTP 400" if not self.hang else "retrying")
+            if self.hang:
+                release.wait(10)
+
+    with caplog.at_level(logging.WARNING):
+        assert _exit.bounded_shutdown([Provider(hang=False)], [], 2.0, "at shutdown") is True
+    assert [r.getMessage() for r in caplog.records] == ["refused: HTTP 400"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert _exit.bounded_shutdown([Provider(hang=True)], [], 0.2, "at shutdown") is False
+    release.set()
+    [record] = caplog.records
+    assert record.name == "otel_carbon" and "within 0.2 s at shutdown" in record.getMessage()
+    assert sdk_logger.filters == []
