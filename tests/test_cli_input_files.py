@@ -111,7 +111,8 @@ def run_cli(*argv, stdin=None):
                           stdin=stdin)
 
 
-@pytest.mark.parametrize("what", ["missing", "directory", "under a file", "empty", "only garbage", "no figures"])
+@pytest.mark.parametrize("what", ["missing", "directory", "under a file", "empty", "only garbage", "no figures",
+                                  "endless device"])
 def test_unusable_input_exits_2_in_one_line(tmp_path, what):
     path = tmp_path / "in.jsonl"
     if what == "directory":
@@ -125,6 +126,8 @@ def test_unusable_input_exits_2_in_one_line(tmp_path, what):
         path.write_text("garbage\n" + "[" * 100_000 + "\n")
     elif what == "no figures":
         path.write_text(span_line(1.0).replace("carbon.energy.total", "other.figure") + "\n")
+    elif what == "endless device":
+        path.symlink_to("/dev/zero")  # zeros without a newline, forever
     for argv in (["report", str(path)], ["compare", str(path), str(path)]):
         out = run_cli(*argv)
         assert out.returncode == 2, (argv, out.stderr)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Dict, Iterable, Iterator, List, Optional
 
@@ -328,6 +330,9 @@ def bounded_lines(fh: BinaryIO, max_line_bytes: int = MAX_LINE_BYTES) -> Iterato
 
 
 def read_spans(path: str, stats: Optional[ReadStats] = None, max_line_bytes: int = MAX_LINE_BYTES) -> List[SpanRecord]:
-    """Every span in the OTLP JSON lines file ``path`` (``OSError`` if unreadable)."""
+    """Every span in the OTLP JSON lines file ``path`` (``OSError`` if unreadable, or if it is
+    a device, such as ``/dev/zero``, that would never end)."""
     with open(path, "rb") as fh:
+        if stat.S_ISCHR(os.fstat(fh.fileno()).st_mode) or stat.S_ISBLK(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{path} is a device, not a file of OTLP JSON lines")
         return list(iter_spans(bounded_lines(fh, max_line_bytes), stats))
