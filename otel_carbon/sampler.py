@@ -149,8 +149,8 @@ class Sampler:
             if self._thread is not None and self._thread.is_alive():
                 return self
             self._stop.clear()
-            if _first_tick:
-                self.tick()  # a first reading now, so the first spans have a baseline
+            if _first_tick:  # a first reading now, so the first spans have a baseline
+                run_untraced(self.tick)()
             self._thread = threading.Thread(
                 target=run_untraced(self._run), args=(not _first_tick,), name="otel-carbon-sampler", daemon=True
             )

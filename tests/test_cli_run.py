@@ -128,6 +128,12 @@ def test_exit_codes_of_signals_and_missing_commands(tmp_path):
     assert out.returncode == 128 + 15
     out, _ = otel_carbon_run(tmp_path, "--", "no-such-command-xyz")
     assert out.returncode == 127 and "command not found" in out.stderr
+    for name, mode in (("not-executable.sh", 0o644), ("no-shebang.sh", 0o755)):  # EACCES, ENOEXEC
+        script = tmp_path / name
+        script.write_text("echo hi\n")
+        script.chmod(mode)
+        out, _ = otel_carbon_run(tmp_path, "--", str(script))
+        assert out.returncode == 126 and f"cannot run {script}" in out.stderr and "Traceback" not in out.stderr, out.stderr
     out, _ = otel_carbon_run(tmp_path)
     assert out.returncode == 2
 

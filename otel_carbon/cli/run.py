@@ -234,8 +234,8 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
                 print(f"otel-carbon run: command not found: {command[0]}", file=sys.stderr)
                 span.end()
                 return 127
-            except PermissionError:
-                print(f"otel-carbon run: permission denied: {command[0]}", file=sys.stderr)
+            except OSError as exc:  # not executable, no #! line (ENOEXEC), ...: as a shell says
+                print(f"otel-carbon run: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
                 span.end()
                 return 126
             signals.proc = proc
