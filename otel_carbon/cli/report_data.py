@@ -34,6 +34,8 @@ class Group:
     cpu_time_s: List[float] = field(default_factory=list)
     duration_s: List[float] = field(default_factory=list)
     methods: Dict[str, int] = field(default_factory=dict)
+    #: total energy per component attribute (``carbon.energy.cpu``, ...) of the spans that have it
+    component_j: Dict[str, float] = field(default_factory=dict)
     without_figures: int = 0
 
     @property
@@ -93,7 +95,15 @@ def group_spans(spans: Iterable[SpanRecord]) -> Dict[str, Group]:
         group.duration_s.append(span.duration_s)
         method = str(span.attributes.get(A.METHOD, A.UNAVAILABLE))
         group.methods[method] = group.methods.get(method, 0) + 1
+        for name in COMPONENT_ATTRIBUTES:
+            value = span.number(name)
+            if value is not None:
+                group.component_j[name] = group.component_j.get(name, 0.0) + value
     return groups
+
+
+#: the per-component energy attributes, in the order the views show them
+COMPONENT_ATTRIBUTES = (A.ENERGY_CPU, A.ENERGY_MEMORY, A.ENERGY_GPU, A.ENERGY_IDLE)
 
 
 def ranked(groups: Dict[str, Group]) -> List[Group]:

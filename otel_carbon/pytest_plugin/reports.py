@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from otel_carbon import attributes as A
-from otel_carbon.cli.report_data import group_spans, ranked
+from otel_carbon.cli.report_data import COMPONENT_ATTRIBUTES, group_spans, ranked
 from otel_carbon.cli.span_lines import SpanRecord
 from otel_carbon.pytest_plugin.gate import Comparison
 from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds
@@ -43,18 +43,26 @@ def totals(records: Sequence[SpanRecord]) -> Dict[str, Any]:
 
 
 def table(records: Sequence[SpanRecord], comparison: Optional[Comparison],
-          top: Optional[int]) -> Tuple[List[str], List[List[str]]]:
+          top: Optional[int], detail: bool = False) -> Tuple[List[str], List[List[str]]]:
+    """The table of tests; ``detail``: also the energy per component and each test's method
+    (the full report; the terminal keeps to the totals)."""
     groups = ranked(group_spans(records))
     total_j = math.fsum(g.total_energy_j for g in groups)
-    headers = ["test", "CPU", "energy", "CO2e", "share", "duration"]
+    components = [name for name in COMPONENT_ATTRIBUTES if any(name in g.component_j for g in groups)] if detail else []
+    headers = ["test", "CPU", "energy", *(name.rsplit(".", 1)[-1] for name in components), "CO2e", "share", "duration"]
+    if detail:
+        headers.append("method")
     changes = {r.key: r for r in comparison.rows} if comparison is not None else {}
     if comparison is not None:
         headers += ["change", "noise", ""]
     rows = []
     for g in groups if top is None else groups[:top]:
         row = [g.key, format_seconds(g.total_cpu_time_s), format_energy(g.total_energy_j),
+               *(format_energy(g.component_j[name]) if name in g.component_j else "-" for name in components),
                format_grams(g.total_emissions_g), f"{g.total_energy_j / total_j * 100:.0f}%" if total_j > 0 else "-",
                format_seconds(g.mean_duration_s)]
+        if detail:
+            row.append(g.method)
         if comparison is not None:
             c = changes.get(g.key)
             if c is None or c.status != "compared":
@@ -105,7 +113,7 @@ def terminal_lines(records: Sequence[SpanRecord], comparison: Optional[Compariso
 
 
 def markdown(records: Sequence[SpanRecord], comparison: Optional[Comparison], top: Optional[int] = None) -> str:
-    headers, rows = table(records, comparison, top)
+    headers, rows = table(records, comparison, top, detail=True)
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
