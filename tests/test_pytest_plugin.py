@@ -320,3 +320,35 @@ def test_work_handed_to_a_thread_pool_is_the_tests(pytester):
     result.assert_outcomes(passed=2)
     energy = {s.name.split("::")[1]: s.energy_j for s in read_spans(str(pytester.path / "run.json"))}
     assert 0.6 <= energy["test_pool"] / energy["test_inline"] <= 1.6, energy
+
+
+def test_setup_and_teardown_are_the_tests(pytester):
+    """A test's span covers its fixtures' setup and teardown: a test whose fixture does the
+    work before and after it costs about what the same work in its body costs."""
+    pytester.makepyfile(
+        SPIN + textwrap.dedent(
+            """
+        import pytest
+
+        @pytest.fixture
+        def heavy_fixture():
+            spin(2 * 400_000)
+            yield
+            spin(2 * 400_000)
+
+        def test_in_body():
+            spin(4 * 400_000)
+
+        def test_in_fixture(heavy_fixture):
+            pass
+
+        def test_empty():
+            pass
+        """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--carbon", "--carbon-report=json:run.json")
+    result.assert_outcomes(passed=3)
+    cpu = {s.name.split("::")[1]: s.cpu_time_s for s in read_spans(str(pytester.path / "run.json"))}
+    assert 0.6 <= cpu["test_in_fixture"] / cpu["test_in_body"] <= 1.6, cpu
+    assert cpu["test_empty"] < 0.2 * cpu["test_in_fixture"], cpu
