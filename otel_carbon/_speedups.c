@@ -209,12 +209,24 @@ typedef struct {
     long long offloaded_ns; /* CPU ns this task's spans handed to other threads */
 } TaskMeter;
 
-static PyTypeObject TaskMeterType;
-static PyObject *meter_var; /* ContextVar: the running task's meter */
+/* Module state: the heap types and the context variable (no per-interpreter globals; the
+ * thread clock and the running task step above are per thread). */
+typedef struct {
+    PyTypeObject *task_meter_type;
+    PyTypeObject *hooks_type;
+    PyObject *meter_var; /* ContextVar: the running task's meter */
+} module_state;
+
+static inline module_state *
+state_of(PyObject *module)
+{
+    return (module_state *)PyModule_GetState(module);
+}
 
 static int
 TaskMeter_traverse(TaskMeter *self, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(self)); /* a heap type: its instances keep it alive */
     Py_VISIT(self->owner);
     return 0;
 }
@@ -229,9 +241,11 @@ TaskMeter_clear(TaskMeter *self)
 static void
 TaskMeter_dealloc(TaskMeter *self)
 {
+    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     TaskMeter_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
 }
 
 /* A fresh meter for `owner`: nothing counted, no step timed, no span open. */
@@ -297,25 +311,29 @@ static PyMemberDef TaskMeter_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyTypeObject TaskMeterType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "otel_carbon._speedups.TaskMeter",
-    .tp_basicsize = sizeof(TaskMeter),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Cumulative CPU nanoseconds of one task's steps (while spans are open in it).",
-    .tp_traverse = (traverseproc)TaskMeter_traverse,
-    .tp_clear = (inquiry)TaskMeter_clear,
-    .tp_dealloc = (destructor)TaskMeter_dealloc,
-    .tp_init = (initproc)TaskMeter_init,
-    .tp_new = PyType_GenericNew,
-    .tp_methods = TaskMeter_methods,
-    .tp_members = TaskMeter_members,
+static PyType_Slot TaskMeter_slots[] = {
+    {Py_tp_doc, (void *)"Cumulative CPU nanoseconds of one task's steps (while spans are open in it)."},
+    {Py_tp_traverse, (void *)TaskMeter_traverse},
+    {Py_tp_clear, (void *)TaskMeter_clear},
+    {Py_tp_dealloc, (void *)TaskMeter_dealloc},
+    {Py_tp_init, (void *)TaskMeter_init},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_methods, TaskMeter_methods},
+    {Py_tp_members, TaskMeter_members},
+    {0, NULL},
+};
+
+static PyType_Spec TaskMeter_spec = {
+    .name = "otel_carbon._speedups.TaskMeter",
+    .basicsize = sizeof(TaskMeter),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = TaskMeter_slots,
 };
 
 /* The running task's meter with one more open span (made and bound to the context if
  * needed) and its reading now: cpu_clock.meter_for_span. Only inside a timed step. */
 static TaskMeter *
-meter_for_span_c(long long *reading)
+meter_for_span_c(module_state *st, long long *reading)
 {
     PyObject *owner = owner_tls;
     PyObject *got;
@@ -323,18 +341,18 @@ meter_for_span_c(long long *reading)
         PyErr_SetString(PyExc_RuntimeError, "meter_for_span outside a timed task step");
         return NULL;
     }
-    if (PyContextVar_Get(meter_var, NULL, &got) < 0)
+    if (PyContextVar_Get(st->meter_var, NULL, &got) < 0)
         return NULL;
     TaskMeter *m = (TaskMeter *)got; /* new reference, or NULL */
-    if (m == NULL || Py_TYPE(m) != &TaskMeterType || m->owner != owner) {
+    if (m == NULL || Py_TYPE(m) != st->task_meter_type || m->owner != owner) {
         Py_XDECREF(got);
-        m = PyObject_GC_New(TaskMeter, &TaskMeterType);
+        m = PyObject_GC_New(TaskMeter, st->task_meter_type); /* takes a reference to the type */
         if (m == NULL)
             return NULL;
         m->owner = NULL;
         meter_reset(m, owner);
         PyObject_GC_Track(m);
-        PyObject *token = PyContextVar_Set(meter_var, (PyObject *)m);
+        PyObject *token = PyContextVar_Set(st->meter_var, (PyObject *)m);
         if (token == NULL) {
             Py_DECREF(m);
             return NULL;
@@ -364,7 +382,7 @@ static PyObject *
 meter_for_span(PyObject *module, PyObject *unused)
 {
     long long reading;
-    TaskMeter *m = meter_for_span_c(&reading);
+    TaskMeter *m = meter_for_span_c(state_of(module), &reading);
     if (m == NULL)
         return NULL;
     PyObject *r = Py_BuildValue("(NL)", (PyObject *)m, reading);
@@ -380,7 +398,7 @@ step_begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     TaskMeter *m = (TaskMeter *)args[1];
-    if (Py_TYPE(m) == &TaskMeterType && m->owner == args[0] && m->open_spans > 0) {
+    if (Py_TYPE(m) == state_of(module)->task_meter_type && m->owner == args[0] && m->open_spans > 0) {
         long long now_ns;
         if (coalesced_read(wall_now_ns(), &now_ns) < 0) /* often right after another step ended */
             return NULL;
@@ -399,7 +417,7 @@ step_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     TaskMeter *m = (TaskMeter *)args[1];
-    if (Py_TYPE(m) == &TaskMeterType && m->in_step && m->owner == args[0]) {
+    if (Py_TYPE(m) == state_of(module)->task_meter_type && m->in_step && m->owner == args[0]) {
         long long cpu_ns;
         if (real_read(wall_now_ns(), &cpu_ns) < 0)
             return NULL;
@@ -414,6 +432,7 @@ step_finish(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 typedef struct {
     PyObject_HEAD
+    module_state *st;         /* its module's (kept alive by the type, which the instance holds) */
     PyObject *open;           /* the processor's dict: id(span) -> (cpu0_ns, meter, clock_id, tick, offloaded0_ns) */
     PyObject *boxes;          /* the processor's dict: id(span) -> offload.Box, for spans that handed work off */
     PyObject *running_loop;   /* asyncio.events._get_running_loop */
@@ -459,6 +478,7 @@ enum {
 static int
 Hooks_traverse(Hooks *self, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->open);
     Py_VISIT(self->boxes);
     Py_VISIT(self->running_loop);
@@ -495,11 +515,13 @@ Hooks_clear(Hooks *self)
 static void
 Hooks_dealloc(Hooks *self)
 {
+    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Hooks_clear(self);
     PyMem_Free(self->component_index);
     PyMem_Free(self->prices);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
 }
 
 static void
@@ -532,7 +554,8 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
     set_ref(&self->names, names);
     set_ref(&self->latest, Py_None);
     self->max_open = max_open;
-    return 0;
+    self->st = (module_state *)PyType_GetModuleState(Py_TYPE(self));
+    return self->st == NULL ? -1 : 0;
 }
 
 /* sync(ready, components: ((name, index), ...) or None, listeners: 0 none, 1 every span, 2 local roots,
@@ -618,7 +641,7 @@ fast_on_start(Hooks *self, PyObject *span)
         return 0; /* first span, or idle back-off (the Python path wakes the sampler) */
     if (owner_tls != NULL) { /* inside a timed asyncio task step: the task's meter */
         long long reading;
-        TaskMeter *m = meter_for_span_c(&reading);
+        TaskMeter *m = meter_for_span_c(self->st, &reading);
         if (m == NULL)
             return -1;
         cpu = PyLong_FromLongLong(reading);
@@ -951,7 +974,7 @@ fast_on_ending(Hooks *self, PyObject *span)
             return handed_off > 0 ? 0 : -1; /* work handed to other threads: the Python path adds it */
         }
     }
-    if (Py_TYPE(PyTuple_GET_ITEM(state, 1)) == &TaskMeterType) {
+    if (Py_TYPE(PyTuple_GET_ITEM(state, 1)) == self->st->task_meter_type) {
         meter = (TaskMeter *)PyTuple_GET_ITEM(state, 1);
     }
     else if (PyTuple_GET_ITEM(state, 1) != Py_None || tc.clock_state != 1
@@ -1170,18 +1193,22 @@ static PyMethodDef Hooks_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject HooksType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "otel_carbon._speedups.Hooks",
-    .tp_basicsize = sizeof(Hooks),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The span path of a drop-in CarbonSpanProcessor, common case in C.",
-    .tp_traverse = (traverseproc)Hooks_traverse,
-    .tp_clear = (inquiry)Hooks_clear,
-    .tp_dealloc = (destructor)Hooks_dealloc,
-    .tp_init = (initproc)Hooks_init,
-    .tp_new = PyType_GenericNew,
-    .tp_methods = Hooks_methods,
+static PyType_Slot Hooks_slots[] = {
+    {Py_tp_doc, (void *)"The span path of a drop-in CarbonSpanProcessor, common case in C."},
+    {Py_tp_traverse, (void *)Hooks_traverse},
+    {Py_tp_clear, (void *)Hooks_clear},
+    {Py_tp_dealloc, (void *)Hooks_dealloc},
+    {Py_tp_init, (void *)Hooks_init},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {Py_tp_methods, Hooks_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Hooks_spec = {
+    .name = "otel_carbon._speedups.Hooks",
+    .basicsize = sizeof(Hooks),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = Hooks_slots,
 };
 
 static PyMethodDef module_methods[] = {
@@ -1211,19 +1238,52 @@ add_ref(PyObject *module, const char *name, PyObject *value)
 static int
 module_exec(PyObject *module)
 {
-    if (PyType_Ready(&HooksType) < 0 || PyType_Ready(&TaskMeterType) < 0)
+    module_state *st = state_of(module);
+    st->task_meter_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &TaskMeter_spec, NULL);
+    if (st->task_meter_type == NULL)
         return -1;
-    if (meter_var == NULL && (meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None)) == NULL)
+    st->hooks_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &Hooks_spec, NULL);
+    if (st->hooks_type == NULL)
         return -1;
-    if (add_ref(module, "TaskMeter", (PyObject *)&TaskMeterType) < 0 || add_ref(module, "METER", meter_var) < 0 ||
-        add_ref(module, "Hooks", (PyObject *)&HooksType) < 0 ||
-        PyModule_AddIntConstant(module, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0)
+    st->meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None);
+    if (st->meter_var == NULL)
+        return -1;
+    if (add_ref(module, "TaskMeter", (PyObject *)st->task_meter_type) < 0 || add_ref(module, "METER", st->meter_var) < 0
+        || add_ref(module, "Hooks", (PyObject *)st->hooks_type) < 0
+        || PyModule_AddIntConstant(module, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0)
         return -1;
     return 0;
 }
 
-/* Multi-phase initialisation. The types are static and the thread-clock and owner state is
- * per thread, not per interpreter: one interpreter only. The hooks rely on the GIL (their
+static int
+module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    module_state *st = state_of(module);
+    Py_VISIT(st->task_meter_type);
+    Py_VISIT(st->hooks_type);
+    Py_VISIT(st->meter_var);
+    return 0;
+}
+
+static int
+module_clear(PyObject *module)
+{
+    module_state *st = state_of(module);
+    Py_CLEAR(st->task_meter_type);
+    Py_CLEAR(st->hooks_type);
+    Py_CLEAR(st->meter_var);
+    return 0;
+}
+
+static void
+module_free(void *module)
+{
+    module_clear((PyObject *)module);
+}
+
+/* Multi-phase initialisation, heap types and module state. The thread-clock and owner state
+ * is per thread, not per interpreter (a thread's running task step is a pointer into one
+ * interpreter's objects): one interpreter only. The hooks rely on the GIL (their
  * stores into a span's attributes are seen all at once, as the Python dict.update was), so
  * the GIL is declared used; on a free-threaded build cpu_clock does not import this module
  * at all (the pure-Python path), so the host's GIL stays off. */
@@ -1242,9 +1302,12 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "otel_carbon._speedups",
     .m_doc = "The span path in C (optional).",
-    .m_size = 0,
+    .m_size = sizeof(module_state),
     .m_methods = module_methods,
     .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC

@@ -67,3 +67,35 @@ def test_every_method_of_every_type_made_with_new_raises_or_returns():
     assert result.returncode == 0, f"crashed (exit {result.returncode}): {result.stderr[-3000:]}"
     count, names = result.stdout.split(" ", 1)
     assert int(count) > 10 and "Hooks.on_start" in names and "TaskMeter" in names, result.stdout
+
+
+HEAP_TYPES = textwrap.dedent(
+    """
+    import gc, sys
+    from otel_carbon import _speedups
+
+    HEAPTYPE = 1 << 9
+    for cls in (_speedups.Hooks, _speedups.TaskMeter):
+        assert cls.__flags__ & HEAPTYPE, cls  # heap types, made from the module's state
+        assert cls.__module__ == "otel_carbon._speedups", cls.__module__
+        before = sys.getrefcount(cls)
+        made = [cls.__new__(cls) for _ in range(1000)]
+        assert sys.getrefcount(cls) >= before + 1000  # each instance holds its type
+        del made
+        gc.collect()
+        assert sys.getrefcount(cls) == before, (cls, before, sys.getrefcount(cls))
+    meter = _speedups.TaskMeter(object())
+    assert meter.acc_ns == 0 and meter.open_spans == 0 and meter.now_ns() == 0
+    print("ok")
+    """
+)
+
+
+@pytest.mark.skipif(
+    os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off",
+    reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run has no compiled types",
+)
+def test_the_types_are_heap_types_that_their_instances_keep_and_release():
+    assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built: " + cpu_clock.span_path
+    result = subprocess.run([sys.executable, "-c", HEAP_TYPES], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
