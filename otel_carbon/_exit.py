@@ -26,6 +26,8 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, List
 
+from otel_carbon._log import warn_once
+
 _logger = logging.getLogger("otel_carbon")
 
 #: Longest wait for the last export at interpreter exit (s).
@@ -118,6 +120,23 @@ class _HeldBack(logging.Filter):
         for record in self.records:
             logging.getLogger(record.name).handle(record)
         self.records = []
+
+
+def flush(providers: Iterable[Any], timeout_millis: int) -> bool:
+    """``force_flush`` each provider in turn within ``timeout_millis`` in all; True when every
+    one exported everything in time. A provider that raises (a failed reader) is logged once."""
+    deadline = time.monotonic() + timeout_millis / 1000
+    ok = True
+    for provider in providers:
+        if provider is None:
+            continue
+        left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        try:
+            ok = bool(provider.force_flush(timeout_millis=left_ms)) and ok
+        except Exception as exc:  # noqa: BLE001 - the SDK raises when a reader failed
+            warn_once(_logger, f"flush:{type(provider).__name__}", "otel_carbon: force_flush failed: %r", exc)
+            ok = False
+    return ok
 
 
 def _shutdown(provider: Any) -> None:

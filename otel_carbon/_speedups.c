@@ -463,6 +463,9 @@ typedef struct {
     long long tick_t_ns;
     PyObject *figures;        /* the eight attributes; per span, the numbers are replaced */
     PyObject *figures_clock;  /* the carbon.cpu.clock value in `figures` now (borrowed name) */
+    /* the one listener's table of sums (see table_cell), or NULL: pushed by sync */
+    PyObject *table_cells;    /* dict: (span name, method, value of each name...) -> [J, g, count, ...] */
+    PyObject *table_names;    /* tuple of attribute names */
 } Hooks;
 
 enum {
@@ -470,7 +473,7 @@ enum {
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
     N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_PARENT, N_IS_REMOTE,
     N_ENERGY_GPU, N_ENERGY_IDLE, N_EMBODIED, N_GPU_PER_SPAN_W, N_IDLE_PRICE, N_WALL_PER_BUSY, N_START_TIME, N_END_TIME,
-    N_COUNT
+    N_NAME, N_COUNT
 };
 
 #define NAME(i) PyTuple_GET_ITEM(self->names, (i))
@@ -491,6 +494,8 @@ Hooks_traverse(Hooks *self, visitproc visit, void *arg)
     Py_VISIT(self->components);
     Py_VISIT(self->tick);
     Py_VISIT(self->figures);
+    Py_VISIT(self->table_cells);
+    Py_VISIT(self->table_names);
     return 0;
 }
 
@@ -509,6 +514,8 @@ Hooks_clear(Hooks *self)
     Py_CLEAR(self->components);
     Py_CLEAR(self->tick);
     Py_CLEAR(self->figures);
+    Py_CLEAR(self->table_cells);
+    Py_CLEAR(self->table_names);
     return 0;
 }
 
@@ -559,14 +566,17 @@ Hooks_init(Hooks *self, PyObject *args, PyObject *kwds)
 }
 
 /* sync(ready, components: ((name, index), ...) or None, listeners: 0 none, 1 every span, 2 local roots,
- *      gpu=False, idle=False, embodied_g_per_s=0.0) */
+ *      gpu=False, idle=False, embodied_g_per_s=0.0, table=None: (cells dict, names tuple)) */
 static PyObject *
 Hooks_sync(Hooks *self, PyObject *args)
 {
     int ready, listeners, gpu = 0, idle = 0;
     double embodied_g_per_s = 0.0;
-    PyObject *layout;
-    if (!PyArg_ParseTuple(args, "pOi|ppd:sync", &ready, &layout, &listeners, &gpu, &idle, &embodied_g_per_s))
+    PyObject *layout, *table = Py_None, *cells = NULL, *table_names = NULL;
+    if (!PyArg_ParseTuple(args, "pOi|ppdO:sync", &ready, &layout, &listeners, &gpu, &idle, &embodied_g_per_s, &table))
+        return NULL;
+    if (table != Py_None
+        && !PyArg_ParseTuple(table, "O!O!:sync table", &PyDict_Type, &cells, &PyTuple_Type, &table_names))
         return NULL;
     if (!(embodied_g_per_s >= 0.0)) {
         PyErr_SetString(PyExc_ValueError, "embodied_g_per_s must be >= 0");
@@ -611,6 +621,8 @@ Hooks_sync(Hooks *self, PyObject *args)
     }
     self->ready = ready;
     self->listeners = listeners;
+    set_ref(&self->table_cells, listeners == 2 ? cells : NULL);
+    set_ref(&self->table_names, listeners == 2 ? table_names : NULL);
     self->gpu = gpu;
     self->idle = idle;
     self->embodied_g_per_s = embodied_g_per_s;
@@ -916,6 +928,96 @@ is_local_root(Hooks *self, PyObject *span)
     return root;
 }
 
+/* The cell of `span` in the listener's table of sums, if its key is there: the key is what
+ * otel_carbon.metrics.SpanRecorder.on_span builds, (span name, carbon.method, the span's value
+ * of each table name or None). Sets *cell (a new reference) or leaves it NULL: not found, or
+ * not a plain cell -- then the listener is called, and makes it. Runs no Python code. */
+static int
+table_cell(Hooks *self, PyObject *span, PyObject *target, int unavailable, PyObject **cell)
+{
+    *cell = NULL;
+    PyObject *name = PyObject_GetAttr(span, NAME(N_NAME)); /* the SDK span's own field */
+    if (name == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *method = unavailable ? NAME(N_UNAVAILABLE) : PyDict_GetItemWithError(self->figures, NAME(N_METHOD));
+    Py_ssize_t n = PyTuple_GET_SIZE(self->table_names);
+    PyObject *key = method != NULL ? PyTuple_New(n + 2) : NULL;
+    if (key == NULL) {
+        Py_DECREF(name);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyTuple_SET_ITEM(key, 0, name);
+    Py_INCREF(method);
+    PyTuple_SET_ITEM(key, 1, method);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(target, PyTuple_GET_ITEM(self->table_names, i));
+        if (v == NULL && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        v = v != NULL ? v : Py_None;
+        Py_INCREF(v);
+        PyTuple_SET_ITEM(key, i + 2, v);
+    }
+    PyObject *found = PyDict_GetItemWithError(self->table_cells, key); /* borrowed */
+    Py_DECREF(key);
+    if (found == NULL) {
+        PyErr_Clear(); /* not there, or an unhashable value: the listener decides */
+        return 0;
+    }
+    if (PyList_CheckExact(found) && PyList_GET_SIZE(found) >= 3 && PyFloat_CheckExact(PyList_GET_ITEM(found, 0))
+        && PyFloat_CheckExact(PyList_GET_ITEM(found, 1)) && PyLong_CheckExact(PyList_GET_ITEM(found, 2))) {
+        Py_INCREF(found);
+        *cell = found;
+    }
+    return 0;
+}
+
+/* cell[0] += energy_j; cell[1] += emissions_g; cell[2] += 1, at once (no other thread sees
+ * a half-made update, nor makes one in between). `cell` as table_cell checked it. */
+static int
+cell_add_c(PyObject *cell, double energy_j, double emissions_g)
+{
+    long long count = PyLong_AsLongLong(PyList_GET_ITEM(cell, 2));
+    if (count == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *e = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(cell, 0)) + energy_j);
+    PyObject *g = PyFloat_FromDouble(PyFloat_AS_DOUBLE(PyList_GET_ITEM(cell, 1)) + emissions_g);
+    PyObject *c = PyLong_FromLongLong(count + 1);
+    if (e == NULL || g == NULL || c == NULL) {
+        Py_XDECREF(e);
+        Py_XDECREF(g);
+        Py_XDECREF(c);
+        return -1;
+    }
+    PyList_SetItem(cell, 0, e);
+    PyList_SetItem(cell, 1, g);
+    PyList_SetItem(cell, 2, c);
+    return 0;
+}
+
+/* otel_carbon.metrics: cell_add(cell, energy_j, emissions_g) for the Python path's spans. */
+static PyObject *
+cell_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    double energy_j, emissions_g;
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || PyList_GET_SIZE(args[0]) < 3
+        || !PyFloat_CheckExact(PyList_GET_ITEM(args[0], 0)) || !PyFloat_CheckExact(PyList_GET_ITEM(args[0], 1))
+        || !PyLong_CheckExact(PyList_GET_ITEM(args[0], 2))) {
+        PyErr_SetString(PyExc_TypeError, "cell_add(cell: [float, float, int, ...], energy_j, emissions_g)");
+        return NULL;
+    }
+    if ((energy_j = PyFloat_AsDouble(args[1])) == -1.0 && PyErr_Occurred())
+        return NULL;
+    if ((emissions_g = PyFloat_AsDouble(args[2])) == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (cell_add_c(args[0], energy_j, emissions_g) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* attribution.gpu_share_j() for a span inside the tick that prices it: the tick's GPU watts
  * per open span over the time since the tick, or over the span's own wall time if shorter. */
 static int
@@ -1041,10 +1143,22 @@ fast_on_ending(Hooks *self, PyObject *span)
     int listeners = self->listeners;
     if (listeners == 2)
         listeners = is_local_root(self, span);
+    /* A local root whose key is in the listener's table is added to it here: no listener call
+     * (it runs no Python code, so the shared template stays usable). */
+    PyObject *cell = NULL;
+    if (listeners && self->table_cells != NULL) {
+        if (table_cell(self, span, target, unavailable, &cell) < 0) {
+            Py_DECREF(target);
+            return -1;
+        }
+        if (cell != NULL)
+            listeners = 0;
+    }
     int shared = !unavailable && !listeners && PyDict_CheckExact(target);
     PyObject *figures = shared ? self->figures : PyDict_Copy(self->figures);
     if (figures == NULL) {
         Py_DECREF(target);
+        Py_XDECREF(cell);
         return -1;
     }
     if (shared)
@@ -1072,6 +1186,8 @@ fast_on_ending(Hooks *self, PyObject *span)
     if (unavailable && PyDict_SetItem(figures, NAME(N_METHOD), NAME(N_UNAVAILABLE)) < 0)
         goto done;
     rc = merge_into(target, figures);
+    if (rc == 0 && cell != NULL)
+        rc = cell_add_c(cell, total_j, emissions_g);
     if (rc == 0 && listeners) {
         PyObject *r = PyObject_CallFunctionObjArgs(self->notify, span, figures, NULL);
         Py_XDECREF(r); /* _notify catches the listeners' errors itself */
@@ -1080,6 +1196,7 @@ fast_on_ending(Hooks *self, PyObject *span)
 done:
     Py_DECREF(target);
     Py_DECREF(figures);
+    Py_XDECREF(cell);
     return rc < 0 ? -1 : 1;
 }
 
@@ -1223,6 +1340,8 @@ static PyMethodDef module_methods[] = {
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
     {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
     {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
+    {"cell_add", (PyCFunction)(void (*)(void))cell_add, METH_FASTCALL,
+     "cell_add(cell, energy_j, emissions_g): add one span to a cell of the metrics' table, at once."},
     {"attribute", attribute_py, METH_VARARGS,
      "attribute(cpu_s, tick, indices, stale, gpu_j=None, idle=False, embodied_g_per_s=0.0): the span path's figures."},
     {NULL, NULL, 0, NULL},

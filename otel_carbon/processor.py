@@ -58,7 +58,7 @@ from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for, 
 from otel_carbon.ledger import Tick
 from otel_carbon.sampler import Sampler, get_sampler
 from otel_carbon.span_limits import copy_with, within_limits
-from otel_carbon.span_listeners import Listener, SpanListeners
+from otel_carbon.span_listeners import Listener, SpanListeners, Table
 
 _logger = logging.getLogger("otel_carbon")
 _monotonic_ns = time.monotonic_ns
@@ -222,7 +222,7 @@ class CarbonSpanProcessor(SpanProcessor):
             layout = self._layout
             self._hooks.sync(
                 self._resource_seen, layout.components if layout.compiled else None, self._listeners.mode,
-                layout.gpu, layout.idle, layout.embodied_g_per_s,
+                layout.gpu, layout.idle, layout.embodied_g_per_s, self._listeners.table,
             )  # fmt: skip
 
     # -- span start -------------------------------------------------------------------
@@ -375,13 +375,15 @@ class CarbonSpanProcessor(SpanProcessor):
 
     # -- listeners (metrics) ------------------------------------------------------------
 
-    def add_listener(self, listener: Listener, local_roots_only: bool = False) -> None:
+    def add_listener(self, listener: Listener, local_roots_only: bool = False, table: Optional[Table] = None) -> None:
         """Call ``listener(span, figures)`` for every span that gets figures, on the thread
         that ends it. ``figures`` maps the carbon attribute names to their values. It must
         be fast and must not raise (exceptions are caught and logged once).
         ``local_roots_only``: only spans with no parent or a remote one (one per request);
-        while every listener says so, a child span costs no listener call at all."""
-        self._listeners.add(listener, local_roots_only)
+        while every listener says so, a child span costs no listener call at all.
+        ``table``: the listener's sums (:class:`~otel_carbon.span_listeners.Table`), which
+        the compiled span path adds a span to itself when its key is there."""
+        self._listeners.add(listener, local_roots_only, table)
         self._sync_hooks()
 
     def remove_listener(self, listener: Listener) -> None:

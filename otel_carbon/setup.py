@@ -27,9 +27,9 @@ meter instruments (:mod:`otel_carbon.metrics`), and makes both providers global.
   ``OTEL_TRACES_SAMPLER`` chose, or the application's) is wrapped so that the local roots it
   drops are recorded for the metrics but never exported (:mod:`otel_carbon.record_unsampled`;
   ``OTEL_CARBON_RECORD_UNSAMPLED=off`` leaves it alone).
-* **Exit is bounded**: the providers made here are flushed at interpreter exit for at most
-  2 s (:mod:`otel_carbon._exit`), not until the exporters give up; an endpoint that did
-  not answer by then is named in one warning.
+* **Exit is bounded**: the providers made here are flushed at interpreter exit (or
+  :meth:`CarbonSetup.shutdown`) for at most 2 s (:mod:`otel_carbon._exit`), not until the
+  exporters give up; an endpoint that did not answer by then is named in one warning.
 * The processor and instruments are attached **once per provider**, shared with the
   ``carbon`` instrumentor (``opentelemetry-instrument``) through
   :mod:`otel_carbon.provider_registry`: using both never counts a span twice.
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 import weakref
 from typing import Any, List, Mapping, Optional, Sequence
@@ -123,20 +122,8 @@ class CarbonSetup:
         """Export every span ended so far (all of the tracer provider's processors, ours or
         not) and the current metrics; True when everything was exported in time. Call it at
         the end of each serverless invocation: a frozen function exports nothing later."""
-        if not isinstance(timeout_millis, int) or isinstance(timeout_millis, bool) or timeout_millis < 0:
-            raise ValueError(f"timeout_millis must be an int >= 0, got {timeout_millis!r}")
-        deadline = time.monotonic() + timeout_millis / 1000
-        ok = True
-        for provider in (self.tracer_provider, self.meter_provider):
-            if provider is None:
-                continue
-            left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
-            try:
-                ok = bool(provider.force_flush(timeout_millis=left_ms)) and ok
-            except Exception as exc:  # noqa: BLE001 - the SDK raises when a reader failed
-                warn_once(_logger, f"flush:{type(provider).__name__}", "otel_carbon: force_flush failed: %r", exc)
-                ok = False
-        return ok
+        _check_timeout(timeout_millis)
+        return _exit.flush([self.tracer_provider, self.meter_provider], timeout_millis)
 
     def shutdown(self, timeout_millis: int = int(_exit.EXIT_FLUSH_S * 1000)) -> None:
         """Stop our processor and instruments and shut down the providers configure()
@@ -145,8 +132,7 @@ class CarbonSetup:
         twice. Providers the application owns are left running, without our processor. The
         OpenTelemetry API does not allow the global providers to be replaced, so this is meant
         for the end of the process (or a test)."""
-        if not isinstance(timeout_millis, int) or isinstance(timeout_millis, bool) or timeout_millis < 0:
-            raise ValueError(f"timeout_millis must be an int >= 0, got {timeout_millis!r}")
+        _check_timeout(timeout_millis)
         global _current
         with self._lock:
             if self._shutdown:
@@ -172,6 +158,11 @@ class CarbonSetup:
             f"{'(own)' if self.owns_tracer_provider else ''} meter_provider={type(self.meter_provider).__name__}"
             f"{'(own)' if self.owns_meter_provider else ''} metrics={self.metrics is not None}>"
         )
+
+
+def _check_timeout(timeout_millis: object) -> None:
+    if not isinstance(timeout_millis, int) or isinstance(timeout_millis, bool) or timeout_millis < 0:
+        raise ValueError(f"timeout_millis must be an int >= 0, got {timeout_millis!r}")
 
 
 _configure_lock = threading.RLock()

@@ -1,9 +1,15 @@
-"""Who hears of each span's figures (the meter), and which spans each one wants."""
+"""Who hears of each span's figures (the meter), and which spans each one wants.
+
+A listener may also hand over its **table of sums** (:class:`Table`): the compiled span path
+then adds a local root whose key is already in the table itself, at once, and calls the
+listener only for a key it has not seen (the listener makes the cell). See
+:class:`otel_carbon.metrics._spans.SpanRecorder`, the one listener that does.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from otel_carbon._log import warn_once
 
@@ -15,25 +21,49 @@ Listener = Callable[[Any, Dict[str, Any]], None]
 NONE, EVERY_SPAN, LOCAL_ROOTS = 0, 1, 2
 
 
+class Table(NamedTuple):
+    """A listener's sums: ``cells[(span name, carbon.method, the span's value of each of
+    names, or None)] = [energy J (float), emissions g (float), spans (int), ...]``. Whoever
+    adds to a cell does it at once (``otel_carbon._speedups.cell_add``, or under the GIL
+    with no Python code in between); only the listener makes cells."""
+
+    cells: Dict[Tuple[Any, ...], List[Any]]
+    names: Tuple[str, ...]
+
+
 class SpanListeners:
     """``(listener, local roots only)`` pairs, called with ``(span, figures)`` at span end.
 
     A local root has no parent or a remote one: one span per request. While every listener
     wants local roots only, the span path calls nobody for a child span."""
 
-    __slots__ = ("pairs",)
+    __slots__ = ("pairs", "_tables")
 
     def __init__(self) -> None:
         self.pairs: Tuple[Tuple[Listener, bool], ...] = ()
+        self._tables: Tuple[Optional[Table], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.pairs)
 
-    def add(self, listener: Listener, local_roots_only: bool = False) -> None:
+    def add(self, listener: Listener, local_roots_only: bool = False, table: Optional[Table] = None) -> None:
+        if table is not None and not isinstance(table, Table):
+            raise ValueError(f"table must be an otel_carbon.span_listeners.Table, got {type(table).__name__}")
         self.pairs = (*self.pairs, (listener, bool(local_roots_only)))
+        self._tables = (*self._tables, table)
 
     def remove(self, listener: Listener) -> None:
-        self.pairs = tuple(x for x in self.pairs if x[0] is not listener)
+        kept = [(pair, table) for pair, table in zip(self.pairs, self._tables) if pair[0] is not listener]
+        self.pairs = tuple(pair for pair, _ in kept)
+        self._tables = tuple(table for _, table in kept)
+
+    @property
+    def table(self) -> Optional[Table]:
+        """The table the compiled span path may add to: the one listener's, when it is the
+        only one and wants local roots only."""
+        if len(self.pairs) == 1 and self.pairs[0][1]:
+            return self._tables[0]
+        return None
 
     @property
     def mode(self) -> int:

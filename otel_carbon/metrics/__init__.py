@@ -171,7 +171,7 @@ class CarbonMetrics:
             if any(p is processor for p in self._processors):
                 return self
             self._processors.append(processor)
-        processor.add_listener(self._span_listener, local_roots_only=self._spans.local_roots_only)
+        processor.add_listener(self._span_listener, local_roots_only=self._spans.local_roots_only, table=self._spans.table())
         return self
 
     def detach(self, processor: Any) -> None:

@@ -11,7 +11,11 @@
 ~0.7 us per attribute in SDK 1.45), a whole span 15-20 us: one per span was most of what the
 meter cost. So a span that ends only does plain arithmetic: its key (a tuple of plain
 values), one dict lookup and three additions under a lock, ~1 us in all; the SDK reads the
-table through the counters' callbacks when it collects. The opt-in histogram still needs one
+table through the counters' callbacks when it collects. The compiled span path does even
+that itself (the recorder hands it the table, :meth:`SpanRecorder.table`): a local root whose
+key is in the table is added there in C, with no call to :meth:`SpanRecorder.on_span`, which
+only makes new cells. Every addition to a cell is one step (``_speedups.cell_add``), so the
+two paths never lose each other's spans. The opt-in histogram still needs one
 SDK measurement per span: the span path queues two values and the sampler thread (or the
 next collection) records them.
 
@@ -35,7 +39,9 @@ from typing import Any, Deque, Dict, Iterable, List, Mapping, Optional, Tuple
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otel_carbon import attributes as A
+from otel_carbon import cpu_clock
 from otel_carbon._log import warn_once
+from otel_carbon.span_listeners import Table
 
 _logger = logging.getLogger("otel_carbon")
 
@@ -56,6 +62,17 @@ _OVERFLOW_ATTRIBUTES = {A.METRIC_OVERFLOW: True}
 
 # A cell of the table: [energy_j, emissions_g, spans, attributes]
 _ENERGY, _EMISSIONS, _COUNT, _ATTRS = range(4)
+
+
+def _py_cell_add(cell: List[Any], energy_j: float, emissions_g: float) -> None:
+    """cell_add without the extension (only Python adds to cells then; under the lock)."""
+    cell[_ENERGY] += energy_j
+    cell[_EMISSIONS] += emissions_g
+    cell[_COUNT] += 1
+
+
+#: adds one span to a cell at once (the compiled span path adds to the same cells)
+_cell_add = getattr(cpu_clock.speedups, "cell_add", None) or _py_cell_add
 
 
 def refused_reason(name: str) -> Optional[str]:
@@ -163,15 +180,23 @@ class SpanRecorder:
             cell = self._cells.get(key)
             if cell is None:
                 cell = self._new_cell(key)
-            cell[0] += energy_j
-            cell[1] += emissions_g
-            cell[2] += 1
+            _cell_add(cell, energy_j, emissions_g)
         queue = self._queue
         if queue is not None:
             if len(queue) >= self._max_items:
                 self._full()
             else:
                 queue.extend((cell[3], energy_j))  # atomic under the GIL: pairs never interleave
+
+    def table(self) -> Optional[Table]:
+        """The table for the compiled span path to add local roots to (see the module
+        docstring), or None where every span must come through :meth:`on_span`: with the
+        histogram (each span queues a value), when every span is recorded, or when an
+        allow-listed name is one of our own ``carbon.*`` attributes (the compiled path reads
+        the span's attributes before it adds ours)."""
+        if self._queue is not None or not self.local_roots_only or any(n.startswith("carbon.") for n in self._lookup):
+            return None
+        return Table(self._cells, self._lookup)
 
     def _new_cell(self, key: Tuple[Any, ...]) -> List[Any]:
         """A new set's cell, or the overflow cell beyond the limit (called under the lock)."""
