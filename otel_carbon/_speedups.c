@@ -215,6 +215,8 @@ typedef struct {
     PyTypeObject *task_meter_type;
     PyTypeObject *hooks_type;
     PyObject *meter_var; /* ContextVar: the running task's meter */
+    PyObject *get_running_loop; /* asyncio.events._get_running_loop, once asyncio is imported */
+    PyObject *events_name;      /* "asyncio.events" */
 } module_state;
 
 static inline module_state *
@@ -387,6 +389,27 @@ meter_for_span(PyObject *module, PyObject *unused)
         return NULL;
     PyObject *r = Py_BuildValue("(NL)", (PyObject *)m, reading);
     return r;
+}
+
+/* cpu_clock.running_loop(): the loop running on this thread, or None -- also before asyncio
+ * is imported (then no loop can run), without importing it. */
+static PyObject *
+running_loop(PyObject *module, PyObject *unused)
+{
+    module_state *st = state_of(module);
+    if (st->get_running_loop == NULL) {
+        PyObject *events = PyImport_GetModule(st->events_name); /* NULL, no error: not imported */
+        if (events == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        st->get_running_loop = PyObject_GetAttrString(events, "_get_running_loop");
+        Py_DECREF(events);
+        if (st->get_running_loop == NULL)
+            return NULL;
+    }
+    return PyObject_CallNoArgs(st->get_running_loop);
 }
 
 /* cpu_clock._begin(owner, meter): a step of `owner` starts; time it if it has open spans. */
@@ -1337,6 +1360,7 @@ static PyMethodDef module_methods[] = {
     {"add_offloaded_ns", add_offloaded_ns, METH_O, "Add CPU ns handed to other threads by a span ending here."},
     {"current_owner", current_owner, METH_NOARGS, "The asyncio task step running on this thread, or None."},
     {"swap_owner", swap_owner, METH_O, "Set the task step running on this thread; returns the previous one."},
+    {"running_loop", running_loop, METH_NOARGS, "The event loop running on this thread, or None (asyncio not imported)."},
     {"meter_for_span", meter_for_span, METH_NOARGS, "The running task's meter with one more open span, and its reading."},
     {"_begin", (PyCFunction)(void (*)(void))step_begin, METH_FASTCALL, "A task step starts (times it when spans are open)."},
     {"_finish", (PyCFunction)(void (*)(void))step_finish, METH_FASTCALL, "A task step ends (adds its CPU time)."},
@@ -1367,6 +1391,9 @@ module_exec(PyObject *module)
     st->meter_var = PyContextVar_New("otel_carbon_task_meter", Py_None);
     if (st->meter_var == NULL)
         return -1;
+    st->events_name = PyUnicode_InternFromString("asyncio.events");
+    if (st->events_name == NULL)
+        return -1;
     if (add_ref(module, "TaskMeter", (PyObject *)st->task_meter_type) < 0 || add_ref(module, "METER", st->meter_var) < 0
         || add_ref(module, "Hooks", (PyObject *)st->hooks_type) < 0
         || PyModule_AddIntConstant(module, "CLOCK_REUSE_NS", (long)CLOCK_REUSE_NS) < 0)
@@ -1381,6 +1408,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->task_meter_type);
     Py_VISIT(st->hooks_type);
     Py_VISIT(st->meter_var);
+    Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->events_name);
     return 0;
 }
 
@@ -1391,6 +1420,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->task_meter_type);
     Py_CLEAR(st->hooks_type);
     Py_CLEAR(st->meter_var);
+    Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->events_name);
     return 0;
 }
 

@@ -24,6 +24,7 @@ NOT_ON_THE_DEFAULT_PATH = (
     "opentelemetry.exporter.otlp.proto.http",
     "otel_carbon.report_data",
     "otel_carbon.report_html",
+    "asyncio",  # a synchronous program's: the task meter's hook waits for asyncio's import
 )
 
 
@@ -35,7 +36,7 @@ def _modules_after(code: str, tmp_path) -> "set[str]":
         print(json.dumps(sorted(sys.modules)))
         """
     ).format(code=textwrap.indent(textwrap.dedent(code), "").strip())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") or k == "OTEL_CARBON_SPEEDUPS"}
     env.update(OTEL_CARBON_NVML="off", OTEL_CARBON_COUNTRY="FR")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
@@ -79,3 +80,55 @@ def test_the_intensity_package_still_gives_every_name(tmp_path):
         tmp_path,
     )
     assert "otel_carbon.intensity.live" in loaded  # loaded on first use, not before
+
+
+def test_asyncio_imported_after_the_processor_gets_its_task_steps_timed(tmp_path):
+    """The processor is made before the program imports asyncio (``opentelemetry-instrument``
+    then ``uvicorn.run``): the Handle hook is installed the moment asyncio is imported, so two
+    interleaved tasks' spans each get their own task's CPU time (``carbon.cpu.clock=task``),
+    not the thread's over their windows."""
+    code = """
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from otel_carbon import CarbonSpanProcessor
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(CarbonSpanProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        assert "asyncio" not in sys.modules
+        import asyncio, time
+
+        def burn(seconds):
+            end = time.thread_time() + seconds
+            while time.thread_time() < end:
+                pass
+
+        async def request(name, seconds):
+            with provider.get_tracer("t").start_as_current_span(name):
+                for _ in range(10):
+                    burn(seconds / 10)
+                    await asyncio.sleep(0)
+
+        async def main():
+            await asyncio.gather(request("small", 0.02), request("big", 0.08))
+
+        asyncio.run(main())
+        spans = {s.name: dict(s.attributes) for s in exporter.get_finished_spans()}
+        print(json.dumps(spans))
+        """
+    script = textwrap.dedent(
+        """
+        import json, sys
+        {code}
+        """
+    ).format(code=textwrap.dedent(code).strip())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") or k == "OTEL_CARBON_SPEEDUPS"}
+    env.update(OTEL_CARBON_NVML="off", OTEL_CARBON_COUNTRY="FR")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    spans = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {s["carbon.cpu.clock"] for s in spans.values()} == {"task"}, spans
+    # each its own work (the thread clock over the interleaved windows would give both ~0.1 s)
+    assert 0.015 <= spans["small"]["carbon.cpu.time"] <= 0.04, spans
+    assert 0.07 <= spans["big"]["carbon.cpu.time"] <= 0.12, spans

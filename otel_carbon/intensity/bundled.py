@@ -21,7 +21,6 @@ Indexes are built on first use (nothing is parsed at import).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -119,6 +118,8 @@ def _suggest(
     codes = {code.upper(): code for code in candidates}
     codes.update({alias.upper(): code for alias, code in (aliases or {}).items()})
     names = {desc.upper(): code for code, desc in candidates.items() if desc}
+    import difflib  # only for a name that is not found
+
     by_name = [names[n] for n in difflib.get_close_matches(needle, list(names), n=limit, cutoff=0.7)]
     by_code = [codes[c] for c in difflib.get_close_matches(needle, list(codes), n=limit, cutoff=0.6)]
     ordered = list(dict.fromkeys(by_name + by_code))[:limit]
@@ -179,6 +180,8 @@ def cloud(provider: str, region_name: str) -> Zone:
     provider_key = provider.strip().lower()
     if provider_key not in CLOUD_PROVIDERS:
         hint = _PROVIDER_HINTS.get(provider_key.replace(" ", "_"))
+        import difflib
+
         close = [hint] if hint else difflib.get_close_matches(provider_key, CLOUD_PROVIDERS, n=3, cutoff=0.6)
         raise UnknownZoneError("cloud provider", provider, "one of " + ", ".join(CLOUD_PROVIDERS), close)
     key = _cloud_key(provider_key, region_name)
