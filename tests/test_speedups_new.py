@@ -15,6 +15,18 @@ import pytest
 
 from otel_carbon import cpu_clock
 
+compiled_types = pytest.mark.skipif(
+    os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off",
+    reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run has no compiled types",
+)
+
+
+def _run_compiled(code: str) -> "subprocess.CompletedProcess[str]":
+    """``code`` in a fresh interpreter (a crash fails the test, not the test run)."""
+    assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built: " + cpu_clock.span_path
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
 PROBE = textwrap.dedent(
     """
     import itertools, sys, types
@@ -57,13 +69,9 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off",
-    reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run has no compiled types",
-)
+@compiled_types
 def test_every_method_of_every_type_made_with_new_raises_or_returns():
-    assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built: " + cpu_clock.span_path
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
+    result = _run_compiled(PROBE)
     assert result.returncode == 0, f"crashed (exit {result.returncode}): {result.stderr[-3000:]}"
     count, names = result.stdout.split(" ", 1)
     assert int(count) > 10 and "Hooks.on_start" in names and "TaskMeter" in names, result.stdout
@@ -91,11 +99,7 @@ HEAP_TYPES = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(
-    os.environ.get("OTEL_CARBON_SPEEDUPS", "").strip().lower() == "off",
-    reason="OTEL_CARBON_SPEEDUPS=off: the pure-Python run has no compiled types",
-)
+@compiled_types
 def test_the_types_are_heap_types_that_their_instances_keep_and_release():
-    assert cpu_clock.speedups is not None, "otel_carbon._speedups was not built: " + cpu_clock.span_path
-    result = subprocess.run([sys.executable, "-c", HEAP_TYPES], capture_output=True, text=True, timeout=300)
+    result = _run_compiled(HEAP_TYPES)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
