@@ -94,7 +94,7 @@ def main() -> None:
         )
     sleeper.stop()
     sampler.shutdown()
-    print(f"interval {sampler.interval_s} s; dropped pairs {sampler.dropped_pairs}")
+    print(f"interval {sampler.interval_s} s; dropped pairs {sampler.reading.dropped_pairs}")
     n = 2000
     t0 = time.thread_time()
     for _ in range(n):

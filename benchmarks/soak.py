@@ -59,7 +59,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from otel_carbon import CarbonSpanProcessor  # noqa: E402
 from otel_carbon import attributes as A  # noqa: E402
 from otel_carbon.metrics import CarbonMetrics  # noqa: E402
-from otel_carbon.sampler import get_sampler, shutdown_sampler  # noqa: E402
+from otel_carbon.process_sampler import get_sampler, shutdown_sampler  # noqa: E402
 
 ROUTES = ("/", "/items", "/items/{id}", "/checkout", "/health")
 #: spans per request on a thread worker: the request, a child every 10th, a hand-off every 50th
@@ -270,8 +270,8 @@ def main() -> int:
             "open": carbon.open_spans,
             "dropped_open_spans": carbon.dropped_open_spans,
             "metrics_dropped_spans": metrics.dropped_spans,
-            "dropped_pairs": sampler.dropped_pairs,
-            "skewed_pairs": sampler.skewed_pairs,
+            "dropped_pairs": sampler.reading.dropped_pairs,
+            "skewed_pairs": sampler.reading.skewed_pairs,
             "unavailable": exporter.unavailable,
             "metric_spans": metric_count,
         }
@@ -309,7 +309,7 @@ def main() -> int:
         f"\nend: {ended} spans in {total_s:.0f} s ({ended / total_s:.0f}/s achieved of {args.rate:g}/s target), "
         f"out {exporter.received}, metric spans {metric_spans}, open {carbon.open_spans}, "
         f"dropped_open_spans {carbon.dropped_open_spans}, metrics dropped {metrics.dropped_spans}, "
-        f"sampler ticks {sampler.ticks}, dropped_pairs {sampler.dropped_pairs}, skewed_pairs {sampler.skewed_pairs}, "
+        f"sampler ticks {sampler.ticks}, dropped_pairs {sampler.reading.dropped_pairs}, skewed_pairs {sampler.reading.skewed_pairs}, "
         f"sensor errors {sampler.sensor_errors or 'none'}; load average {os.getloadavg()[0]:.2f} at end"
     )
     for name, ok in checks.items():

@@ -25,7 +25,8 @@ from typing import Any, Callable, Optional, Tuple
 
 from otel_carbon import attributes as A
 from otel_carbon import cpu_clock
-from otel_carbon.cpu_clock import CLOCK_TASK, CLOCK_THREAD, running_loop
+from otel_carbon.cpu_clock import CLOCK_TASK, CLOCK_THREAD
+from otel_carbon.task_timing import running_loop
 
 #: the names the compiled hooks use: attribute keys and values, then the fields they read
 #: from the SDK span, its attribute mapping and the ledger tick

@@ -24,7 +24,7 @@ so an application that calls ``configure()`` under ``opentelemetry-instrument`` 
 :meth:`uninstrument` turns our processor off (a provider cannot drop a processor; ours then
 returns at once), shuts the instruments down (their callbacks are unregistered), and stops
 the sampler thread when this instrumentor started it and nothing else uses it. The asyncio
-step hook of :mod:`otel_carbon.cpu_clock` stays installed: it is shared with any other
+step hook of :mod:`otel_carbon.task_timing` stays installed: it is shared with any other
 ``CarbonSpanProcessor`` and does no work for tasks without an open span.
 
 Keyword arguments of :meth:`instrument` (all optional): ``tracer_provider``,
@@ -83,7 +83,7 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
         from otel_carbon import provider_registry as registry
-        from otel_carbon import sampler as sampler_module
+        from otel_carbon import process_sampler as sampler_module
 
         if want_metrics is None:
             want_metrics = config.metrics_enabled()
@@ -130,7 +130,7 @@ class CarbonInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _detach(self) -> None:
         from otel_carbon import provider_registry as registry
-        from otel_carbon import sampler as sampler_module
+        from otel_carbon import process_sampler as sampler_module
 
         mp, self._meter_provider = self._meter_provider, None
         tp, self._tracer_provider = self._tracer_provider, None

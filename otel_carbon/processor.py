@@ -45,18 +45,17 @@ from otel_carbon._log import warn_once
 from otel_carbon.cpu_clock import (
     _tls,
     current_owner,
-    ensure_task_timing,
-    install,
     meter_for_span,
     offloaded_ns,
-    running_loop,
     span_cpu_ns,
     span_start_cpu_ns,
     thread_clock_id,
 )
+from otel_carbon.task_timing import ensure_task_timing, install, running_loop
 from otel_carbon.attribution import Layout, attribute, gpu_share_j, layout_for, span_attributes
 from otel_carbon.ledger import Tick
-from otel_carbon.sampler import Sampler, get_sampler
+from otel_carbon.process_sampler import get_sampler
+from otel_carbon.sampler import Sampler
 from otel_carbon.span_limits import copy_with, within_limits
 from otel_carbon.span_listeners import Listener, SpanListeners, Table
 

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_carbon import config, record_unsampled
 from otel_carbon._log import warn_once
 from otel_carbon.processor import CarbonSpanProcessor
-from otel_carbon.sampler import Sampler, get_sampler
+from otel_carbon.process_sampler import get_sampler
+from otel_carbon.sampler import Sampler
 
 _logger = logging.getLogger("otel_carbon")
 

@@ -4,29 +4,18 @@ The sampler is the only code that touches sensors, files or NVML. Each tick it r
 host CPU times (``/proc/stat`` through psutil), the process CPU time and every sensor, as
 close together as it can, and appends the reading to the :class:`~otel_carbon.ledger.Ledger`.
 
-* **Pairing.** Each file read releases the GIL, and getting it back under CPU-bound threads
-  can take tens of milliseconds; energy paired with CPU times read after such a wait skews
-  the price. The pair is timed and read again when it took longer than
-  :data:`MAX_PAIR_NS`, up to :data:`PAIR_ATTEMPTS` times; then the last reading is kept
-  (under sustained CPU-bound load every attempt may be slow; the totals are cumulative, so
-  a skew only moves energy between two adjacent intervals). Models computed from the
-  tick's own ``/proc/stat`` reading are paired by construction: a tick over model sensors
-  only is read once (each retry waits for the GIL again, which under CPU-bound threads is
-  what starves the thread).
-* **Failures.** A sensor that raises marks its component ``unavailable`` for that tick
-  (:mod:`otel_carbon.sensor_reading`); the thread never dies. A sensor that hangs stalls
-  the ledger, and spans that end on a stale ledger say ``unavailable``.
+* **Pairing and failures** (:mod:`otel_carbon.sensor_reading`): the energy is read paired
+  with the CPU times it is priced by; a sensor that raises marks its component
+  ``unavailable`` for that tick, and the thread never dies. A sensor that hangs stalls the
+  ledger, and spans that end on a stale ledger say ``unavailable``.
 * **Starvation.** A span that ends on a stale ledger while no tick is in progress takes the
   reading itself (:meth:`Sampler.catch_up`, at most once per interval): on a host whose
   CPU-bound threads keep the sampler thread from running, spans are still priced.
-* **One per process.** :func:`get_sampler` returns the process-wide sampler, started
-  lazily; every processor, meter and tracker shares it, so the same joules are never
-  counted twice. After ``fork`` the child gets a fresh ledger and its own thread
-  (``os.register_at_fork``), exactly like the SDK's batch processor. A fork first waits
-  (at most :data:`FORK_WAIT_S`) for a tick in progress to end: sensors hold their own
-  locks while they read, and a lock held by the sampler thread at fork time would stay
-  locked forever in the child. If the tick does not end in time, the child's first
-  reading is left to its new thread, so the child itself never blocks on it.
+* **One per process** (:mod:`otel_carbon.process_sampler`), shared by every processor, meter
+  and tracker. After ``fork`` the child gets a fresh ledger and its own thread, like the
+  SDK's batch processor; a fork first waits (at most :data:`FORK_WAIT_S`) for a tick in
+  progress to end (a sensor's lock held at fork time would stay locked in the child), else
+  the child's first reading is left to its new thread, so the child never blocks on it.
 * **Shutdown** is idempotent and joins within a timeout.
 * **The interval follows the sensors** (:func:`otel_carbon.sensor_reading.default_interval_s`);
   ``OTEL_CARBON_SAMPLE_INTERVAL`` overrides it.
@@ -46,19 +35,16 @@ import psutil
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon._untraced import run_untraced
-from otel_carbon.attributes import SAMPLER_GAPS
-from otel_carbon.host_cpu import host_cpu_seconds, open_proc_stat
+from otel_carbon.host_cpu import open_proc_stat
 from otel_carbon.intensity.source import IntensitySource, intensity_source
-from otel_carbon.ledger import Ledger, Tick
+from otel_carbon.ledger import Tick
 from otel_carbon.sensors.base import HostSample
-from otel_carbon.sensor_reading import SensorReading, default_interval_s, pair_attempts
-from otel_carbon.sensors.probe import Probe, get_probe
+from otel_carbon.sensor_reading import SensorReading, default_interval_s, warn_long_gap
+from otel_carbon.sensors.probe import Probe
 
 _logger = logging.getLogger("otel_carbon")
 T = TypeVar("T")
 
-MAX_PAIR_NS = 5_000_000  # a reading whose parts were more than 5 ms apart is retried
-PAIR_ATTEMPTS = 3  # ... up to this many times, then the last reading is kept anyway
 IDLE_INTERVAL_S = 1.0  # interval while no span is open and the process is idle
 SLEEP_MAX_S = 1.0  # intervals up to this sleep between ticks (see Sampler._run)
 STALE_TICKS = 10  # a ledger older than this many intervals (and >= 1 s) is stale
@@ -89,13 +75,15 @@ class Sampler:
             raise ValueError(f"intensity must be an intensity source with current(), got {type(intensity).__name__}")
         if not callable(clock_ns) or not isinstance(clock_ns(), int):
             raise ValueError(f"clock_ns must be a function returning monotonic nanoseconds (int), got {clock_ns!r}")
+        if not isinstance(proc_root, str):
+            raise ValueError(f"proc_root must be a directory path (str), got {proc_root!r}")
         self.probe = probe
-        self.reading = SensorReading(probe)
+        n_cpus = psutil.cpu_count(logical=True) or 1
+        self.reading = SensorReading(probe, open_proc_stat(proc_root), n_cpus)
         self.gpus = self.reading.gpus
         self.sensors = self.reading.sensors
         self.sensor_errors = self.reading.errors
-        safe = [getattr(s, "max_read_interval_s", lambda: float("inf"))() for s in probe.sensors]
-        self._max_safe_interval_s = float(min(safe, default=float("inf")))
+        self._max_safe_interval_s = self.reading.max_safe_interval_s
         self.interval_s = float(min(interval_s, self._max_safe_interval_s))
         #: a longer interval between two readings may hide a counter wrap (twice the safe
         #: read interval: the wrap period at the highest plausible power)
@@ -113,10 +101,6 @@ class Sampler:
         self._pending_resource: Optional[Dict[str, object]] = None
         self._resource_lock = threading.Lock()
         self._clock_ns = clock_ns
-        self._n_cpus = psutil.cpu_count(logical=True) or 1
-        if not isinstance(proc_root, str):
-            raise ValueError(f"proc_root must be a directory path (str), got {proc_root!r}")
-        self._proc_stat = open_proc_stat(proc_root)
         self._span_counters: List[Callable[[], int]] = []
         self._tick_listeners: "tuple[Callable[[Tick], None], ...]" = ()
         self._lock = threading.Lock()
@@ -127,20 +111,10 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.ticks = 0
-        self.dropped_pairs = 0  # readings retried because their parts were too far apart
-        self.skewed_pairs = 0  # readings kept although every attempt was too slow
         self.catch_ups = 0  # readings taken by a span ending on a stale ledger (catch_up)
         self._catch_up_after_ns = 0
-        self.ledger = self._new_ledger()
-        self._pair_attempts = pair_attempts(probe, PAIR_ATTEMPTS)
+        self.ledger = self.reading.new_ledger()
         _instances.add(self)
-
-    def _new_ledger(self) -> Ledger:
-        return Ledger(
-            [s.component for s in self.sensors],
-            [s.idle_power_w for s in self.sensors],
-            nominal_price_j_per_cpu_s=[getattr(s, "nominal_price_j_per_cpu_s", 0.0) for s in self.sensors],
-        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -224,7 +198,7 @@ class Sampler:
         self._wake = threading.Event()
         self._thread = None
         self.reading.pid = os.getpid()
-        self.ledger = self._new_ledger()
+        self.ledger = self.reading.new_ledger()
         if was_running:
             self.start(_first_tick=quiet)
 
@@ -345,7 +319,7 @@ class Sampler:
             try:
                 if host is None:
                     return self._tick()
-                sample = HostSample(host[0], host[1], host[2], self._n_cpus)
+                sample = HostSample(host[0], host[1], host[2], self.reading.n_cpus)
                 return self._append(self.ledger.latest, sample, self.reading.read_all(sample), host[3])
             except Exception as exc:  # noqa: BLE001
                 warn_once(_logger, "sampler-tick", "otel_carbon: sampler tick failed: %r", exc)
@@ -353,21 +327,7 @@ class Sampler:
 
     def _tick(self) -> Optional[Tick]:
         prev = self.ledger.latest
-        for _ in range(self._pair_attempts):
-            pair_start = time.perf_counter_ns()
-            busy_s, total_s = host_cpu_seconds(self._proc_stat)
-            proc_cpu_s = time.process_time_ns() / 1e9
-            t_ns = self._clock_ns()
-            sample = HostSample(t_ns, busy_s, total_s, self._n_cpus)
-            readings = self.reading.read_all(sample)
-            if time.perf_counter_ns() - pair_start <= MAX_PAIR_NS or prev is None or self._pair_attempts == 1:
-                break
-            self.dropped_pairs += 1
-        else:
-            # Every attempt waited too long for the GIL (CPU-bound threads): keep the last
-            # one. The totals are cumulative, so the skew moves energy between two adjacent
-            # intervals and cancels over any window longer than a tick.
-            self.skewed_pairs += 1
+        sample, readings, proc_cpu_s = self.reading.read_paired(self._clock_ns, prev is None)
         return self._append(prev, sample, readings, proc_cpu_s)
 
     def _append(
@@ -375,7 +335,8 @@ class Sampler:
     ) -> Tick:
         t_ns, busy_s, total_s = sample.t_ns, sample.busy_s, sample.total_s
         if prev is not None and t_ns - prev.t_ns > self._gap_ns:
-            self._long_gap(t_ns - prev.t_ns)
+            self.long_gaps += 1
+            warn_long_gap(t_ns - prev.t_ns, self._gap_ns)
         energy, method, gpu_proc_j = self.reading.energy(prev, sample, readings)
         active = 0
         for counter in self._span_counters:
@@ -398,68 +359,8 @@ class Sampler:
                 self._listener_failed(listener, exc)
         return tick
 
-    def _long_gap(self, gap_ns: int) -> None:
-        self.long_gaps += 1
-        warn_once(
-            _logger,
-            "sampler-gap",
-            "otel_carbon: %.1f s between two sensor readings, longer than a counter's wrap "
-            "period at the highest plausible power (%.1f s): the sampler thread was starved "
-            "(a call holding the GIL, a frozen process?). Energy in such intervals may be short "
-            "by whole counter ranges; they are counted in the %s metric",
-            gap_ns / 1e9,
-            self._gap_ns / 1e9,
-            SAMPLER_GAPS,
-        )
-
     def _listener_failed(self, listener: Callable[[Tick], None], exc: BaseException) -> None:
         warn_once(_logger, f"tick-listener:{listener!r}", "otel_carbon: tick listener %r failed: %r", listener, exc)
-
-_sampler: Optional[Sampler] = None
-_sampler_lock = threading.Lock()
-
-
-def get_sampler() -> Sampler:
-    """The process-wide sampler, created and started on first use."""
-    sampler = _sampler
-    if sampler is not None:
-        return sampler
-    return get_or_create_sampler()[0]
-
-
-def get_or_create_sampler(make: Optional[Callable[[], Sampler]] = None) -> "tuple[Sampler, bool]":
-    """The process-wide sampler, and whether this call made it: when there is none,
-    ``make()`` (default: a sampler over the probed sensors) is started and becomes it, all
-    under one lock, so two callers never start two samplers (``make`` runs under it: it
-    must not call :func:`set_sampler`). Exceptions from ``make`` propagate (nothing is
-    installed)."""
-    global _sampler
-    with _sampler_lock:
-        if _sampler is not None:
-            return _sampler, False
-        made = make() if make is not None else Sampler(get_probe())
-        _sampler = made.start()
-        return _sampler, True
-
-
-def current_sampler() -> Optional[Sampler]:
-    """The process-wide sampler if one exists (none is created)."""
-    return _sampler
-
-
-def set_sampler(sampler: Optional[Sampler]) -> Optional[Sampler]:
-    """Replace the process-wide sampler (tests, custom sensors); returns the old one."""
-    global _sampler
-    with _sampler_lock:
-        old, _sampler = _sampler, sampler
-    return old
-
-
-def shutdown_sampler(timeout_s: float = 2.0) -> None:
-    old = set_sampler(None)
-    if old is not None:
-        old.shutdown(timeout_s)
-
 
 #: Every Sampler made in this process (weakly): fork handling covers the ones given to a
 #: processor or meter directly (``sampler=``), not only the process-wide one.
@@ -468,9 +369,9 @@ _fork_paused: List[Sampler] = []
 
 
 def _fork_targets() -> List[Sampler]:
-    """The process-wide sampler and every sampler that was started (never-started ones are
+    """Every sampler that was started, the process-wide one included (never-started ones are
     ticked by hand, if at all, and are left as they are)."""
-    return [s for s in list(_instances) if s is _sampler or s._thread is not None]
+    return [s for s in list(_instances) if s._thread is not None]
 
 
 def _before_fork() -> None:
@@ -488,8 +389,7 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _sampler_lock, _fork_paused
-    _sampler_lock = threading.Lock()
+    global _fork_paused
     paused, _fork_paused = _fork_paused, []
     for sampler in paused:
         sampler._reinit_after_fork()

@@ -66,7 +66,8 @@ from otel_carbon.provider_registry import (
     release_metrics,
     release_processor,
 )
-from otel_carbon.sampler import Sampler, get_or_create_sampler, get_sampler
+from otel_carbon.process_sampler import get_or_create_sampler, get_sampler
+from otel_carbon.sampler import Sampler
 
 _logger = logging.getLogger("otel_carbon")
 

@@ -41,7 +41,8 @@ from otel_carbon.intensity import Intensity, StaticIntensitySource, intensity_so
 from otel_carbon.ledger import Ledger
 from otel_carbon.metrics import CarbonMetrics
 from otel_carbon.processor import CarbonSpanProcessor
-from otel_carbon.sampler import Sampler, shutdown_sampler
+from otel_carbon.process_sampler import shutdown_sampler
+from otel_carbon.sampler import Sampler
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.cpu_model import CpuModelSensor

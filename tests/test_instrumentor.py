@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_carbon
 from otel_carbon import attributes as A
 from otel_carbon import provider_registry
-from otel_carbon import sampler as sampler_module
+from otel_carbon import process_sampler as sampler_module
 from otel_carbon.instrumentor import CarbonInstrumentor
 
 try:

@@ -22,14 +22,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "otel_carbon"
 FLOORS: Dict[str, int] = {
     # 0: values, names, settings, clocks, history
     "_log": 0, "_untraced": 0, "_exit": 0, "_speedups": 0, "config": 0, "attributes": 0,
-    "units_text": 0, "data": 0, "ledger": 0, "cpu_clock": 0, "host_cpu": 0,
+    "units_text": 0, "data": 0, "ledger": 0, "cpu_clock": 0, "task_timing": 0, "host_cpu": 0,
     "intensity.model": 0,  # the Intensity value a tick carries
     "attribution": 0,  # the one pricing function: arithmetic on ticks, which the ledger charges with
     # 1: hardware, grid intensity, CPU time across hand-offs
     "sensors": 1, "intensity": 1, "offload": 1,
     "sensor_reading": 1,  # the sensors read for one tick, and the interval they need
     # 2: the one sampler thread
-    "sampler": 2,
+    "sampler": 2, "process_sampler": 2,
     # 3: what turns ticks into figures on spans, metrics and files
     "processor": 3, "compiled_path": 3, "span_limits": 3, "span_listeners": 3, "metrics": 3, "record_unsampled": 3, "exporters": 3,
     # 4: the ways in: decorator/context/object, configure(), opentelemetry-instrument
@@ -47,9 +47,6 @@ MAX_LINES = 400
 LONG_MODULES: Dict[str, str] = {
     "otel_carbon.processor": "one class: the drop-in and wrapping routes' SDK hooks, the enabled flag, "
     "the compiled hooks' binding, listeners and fork handling (pricing, span CPU time and options moved out)",
-    "otel_carbon.sampler": "one thread's lifecycle, idle back-off and fork handling, the tick's pairing "
-    "and ledger append, the starved-thread catch-up and the process-wide instance (reading the sensors "
-    "and the default interval are in sensor_reading)",
 }
 
 

@@ -26,7 +26,7 @@ import otel_carbon
 from otel_carbon import _log
 from otel_carbon import attributes as A
 from otel_carbon import config
-from otel_carbon import sampler as sampler_module
+from otel_carbon import process_sampler as sampler_module
 from otel_carbon.record_unsampled import RecordUnsampled
 
 if __package__:

@@ -19,7 +19,9 @@ from otel_carbon import sampler as sampler_mod
 from otel_carbon import sensor_reading
 from otel_carbon.attributes import CPU, ESTIMATED, MEASURED, MEMORY, MIXED, UNAVAILABLE
 from otel_carbon.intensity import Intensity, StaticIntensitySource
-from otel_carbon.sampler import STALE_TICKS, Sampler, set_sampler
+from otel_carbon import process_sampler
+from otel_carbon.process_sampler import set_sampler
+from otel_carbon.sampler import STALE_TICKS, Sampler
 from otel_carbon.sensors.base import HostSample, SensorInfo
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.nvml import probe_nvml
@@ -44,7 +46,7 @@ pytestmark = pytest.mark.usefixtures("clean_carbon_env")
 def no_pair_drops(monkeypatch):
     """For tests that tick by hand and count reads: a busy shared machine must not make
     the pairing check read again (that check has its own tests)."""
-    monkeypatch.setattr(sampler_mod, "MAX_PAIR_NS", 10**12)
+    monkeypatch.setattr(sensor_reading, "MAX_PAIR_NS", 10**12)
 
 
 class FakeClock:
@@ -247,7 +249,7 @@ def test_a_slow_pair_is_read_again():
     clock = FakeClock()
     sampler = make_sampler([sensor], clock=clock)
     assert sampler.tick() is not None  # the first reading is kept whatever it took
-    slow_s = 3 * sampler_mod.MAX_PAIR_NS / 1e9
+    slow_s = 3 * sensor_reading.MAX_PAIR_NS / 1e9
     calls = []
 
     def slow_once(sample):
@@ -262,7 +264,7 @@ def test_a_slow_pair_is_read_again():
     tick = sampler.tick()
     assert tick is not None and tick.energy_j[0] == 2.0  # the second, tight reading
     assert len(calls) == 2
-    assert sampler.dropped_pairs == 1 and sampler.skewed_pairs == 0
+    assert sampler.reading.dropped_pairs == 1 and sampler.reading.skewed_pairs == 0
     assert len(sampler.ledger.ticks()) == 2
 
 
@@ -271,7 +273,7 @@ def test_a_pair_that_is_always_slow_is_kept_and_counted():
     clock = FakeClock()
     sampler = make_sampler([sensor], clock=clock)
     sampler.tick()
-    slow_s = 2 * sampler_mod.MAX_PAIR_NS / 1e9
+    slow_s = 2 * sensor_reading.MAX_PAIR_NS / 1e9
     calls = []
 
     def slow(sample):
@@ -283,8 +285,8 @@ def test_a_pair_that_is_always_slow_is_kept_and_counted():
     clock.advance(0.1)
     tick = sampler.tick()
     assert tick is not None and tick.energy_j[0] == 3.0  # not lost: cumulative totals
-    assert len(calls) == sampler_mod.PAIR_ATTEMPTS
-    assert sampler.dropped_pairs == sampler_mod.PAIR_ATTEMPTS and sampler.skewed_pairs == 1
+    assert len(calls) == sensor_reading.PAIR_ATTEMPTS
+    assert sampler.reading.dropped_pairs == sensor_reading.PAIR_ATTEMPTS and sampler.reading.skewed_pairs == 1
 
 
 def test_models_are_read_once_per_tick_however_slow(monkeypatch):
@@ -292,13 +294,13 @@ def test_models_are_read_once_per_tick_however_slow(monkeypatch):
     tick is not read again (each retry would wait for the GIL again)."""
     from otel_carbon.sensors.cpu_model import CpuModelSensor
 
-    monkeypatch.setattr(sampler_mod, "MAX_PAIR_NS", -1)  # every reading counts as too slow
+    monkeypatch.setattr(sensor_reading, "MAX_PAIR_NS", -1)  # every reading counts as too slow
     models = make_sampler([CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=4.0, n_vcpus=2), ConstantPowerSensor(power_w=2.0)])
     counter = make_sampler([ConstantPowerSensor(power_w=2.0), ScriptedSensor()])
     for sampler in (models, counter):
         assert sampler.tick() is not None and sampler.tick() is not None
-    assert models.dropped_pairs == 0 and models.skewed_pairs == 0
-    assert counter.dropped_pairs == sampler_mod.PAIR_ATTEMPTS and counter.skewed_pairs == 1
+    assert models.reading.dropped_pairs == 0 and models.reading.skewed_pairs == 0
+    assert counter.reading.dropped_pairs == sensor_reading.PAIR_ATTEMPTS and counter.reading.skewed_pairs == 1
 
 
 # -- lifecycle -------------------------------------------------------------------------------
@@ -621,7 +623,7 @@ def test_without_proc_and_rapl_the_models_run_on_psutil(tmp_path):
     assert {s.method for s in probe.sensors} == {ESTIMATED}
     assert host_cpu.open_proc_stat(str(empty_proc)) is None
     sampler = Sampler(probe, interval_s=0.05, intensity=StaticIntensitySource(INTENSITY), proc_root=str(empty_proc))
-    assert sampler._proc_stat is None  # noqa: SLF001 - the psutil path is the one under test
+    assert sampler.reading._proc_stat is None  # noqa: SLF001 - the psutil path is the one under test
     first = sampler.tick()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -666,7 +668,7 @@ def test_callers_racing_for_the_process_sampler_get_one(global_sampler):
 
     def caller() -> None:
         gate.wait(10)
-        results.append(sampler_mod.get_or_create_sampler(make))
+        results.append(process_sampler.get_or_create_sampler(make))
 
     set_sampler(None)
     threads = [threading.Thread(target=caller) for _ in range(8)]
@@ -679,7 +681,7 @@ def test_callers_racing_for_the_process_sampler_get_one(global_sampler):
     assert len(made) == 1 and made[0].running
     assert {id(s) for s, _ in results} == {id(made[0])}
     assert sorted(created for _, created in results) == [False] * 7 + [True]
-    assert sampler_mod.current_sampler() is made[0] and sampler_mod.get_sampler() is made[0]
+    assert process_sampler.current_sampler() is made[0] and process_sampler.get_sampler() is made[0]
 
 
 def test_a_failing_factory_installs_nothing(global_sampler):
@@ -688,8 +690,8 @@ def test_a_failing_factory_installs_nothing(global_sampler):
 
     set_sampler(None)
     with pytest.raises(OSError):
-        sampler_mod.get_or_create_sampler(make)
-    assert sampler_mod.current_sampler() is None
+        process_sampler.get_or_create_sampler(make)
+    assert process_sampler.current_sampler() is None
 
 
 def test_a_companion_is_made_once_and_goes_away_with_its_sampler():

@@ -24,7 +24,7 @@ from otel_carbon import _log
 from otel_carbon import attributes as A
 from otel_carbon import config
 from otel_carbon import provider_registry
-from otel_carbon import sampler as sampler_module
+from otel_carbon import process_sampler as sampler_module
 from otel_carbon import exporter_names
 from otel_carbon import setup as carbon_setup
 from otel_carbon.intensity import bundled

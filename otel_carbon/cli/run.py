@@ -197,7 +197,7 @@ def run_command(command: List[str], *, output: Optional[str] = None, top: int = 
 
     from otel_carbon.exporters.otlp_json import OtlpJsonFileSpanExporter
     from otel_carbon._log import mark_seen
-    from otel_carbon.sampler import get_sampler
+    from otel_carbon.process_sampler import get_sampler
 
     name = " ".join(command)
     python = instrument and is_python(command)

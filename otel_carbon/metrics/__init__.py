@@ -52,7 +52,8 @@ from opentelemetry import metrics as otel_metrics
 from otel_carbon import config
 from otel_carbon.metrics._hardware import POWER_WINDOW_NS, HardwareMeter
 from otel_carbon.metrics._spans import DEFAULT_MAX_QUEUE, ENERGY_BUCKETS_J, SpanRecorder, build_allowlist
-from otel_carbon.sampler import Sampler, get_sampler
+from otel_carbon.process_sampler import get_sampler
+from otel_carbon.sampler import Sampler
 
 __all__ = ["CarbonMetrics", "DEFAULT_MAX_QUEUE", "ENERGY_BUCKETS_J", "POWER_WINDOW_NS"]
 

@@ -50,7 +50,7 @@ def _sampler_and_processor(sampler: Any) -> Tuple[Any, Any]:
     """The sampler and a private processor over it that computes the span figures of our
     runs (never added to a provider): the sampler's companion, so both go away together."""
     if sampler is None:
-        from otel_carbon.sampler import get_sampler
+        from otel_carbon.process_sampler import get_sampler
 
         sampler = get_sampler()
     return sampler, sampler.companion("track.processor", lambda: _new_processor(sampler))
