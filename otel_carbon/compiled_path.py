@@ -44,7 +44,7 @@ HOOKS = ("on_start", "_on_ending", "on_end")
 
 def plain_hooks(cls: type, base: type) -> bool:
     """Whether ``cls`` keeps ``base``'s span hooks (a subclass that overrides one keeps Python)."""
-    return all(getattr(cls, name) is getattr(base, name) for name in HOOKS)
+    return all(getattr(cls, name, None) is getattr(base, name, None) for name in HOOKS)
 
 
 def in_place(processor_cls: type) -> Tuple[type, ...]:

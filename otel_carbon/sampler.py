@@ -1,7 +1,7 @@
 """One daemon thread per process that reads every sensor on a fixed interval.
 
 The sampler is the only code that touches sensors, files or NVML. Each tick it reads the
-host CPU times (``/proc/stat`` through psutil), the process CPU time and every sensor, as
+host CPU times (``/proc/stat``, else psutil), the process CPU time and every sensor, as
 close together as it can, and appends the reading to the :class:`~otel_carbon.ledger.Ledger`.
 
 * **Pairing and failures** (:mod:`otel_carbon.sensor_reading`): the energy is read paired
@@ -30,12 +30,10 @@ import time
 import weakref
 from typing import Callable, Dict, List, Optional, TypeVar
 
-import psutil
-
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon._untraced import run_untraced
-from otel_carbon.host_cpu import open_proc_stat
+from otel_carbon.host_cpu import logical_cpus, open_proc_stat
 from otel_carbon.intensity.source import IntensitySource, intensity_source
 from otel_carbon.ledger import Tick
 from otel_carbon.sensors.base import HostSample
@@ -78,8 +76,7 @@ class Sampler:
         if not isinstance(proc_root, str):
             raise ValueError(f"proc_root must be a directory path (str), got {proc_root!r}")
         self.probe = probe
-        n_cpus = psutil.cpu_count(logical=True) or 1
-        self.reading = SensorReading(probe, open_proc_stat(proc_root), n_cpus)
+        self.reading = SensorReading(probe, open_proc_stat(proc_root), logical_cpus())
         self.gpus = self.reading.gpus
         self.sensors = self.reading.sensors
         self.sensor_errors = self.reading.errors

@@ -641,6 +641,13 @@ def test_without_proc_and_rapl_the_models_run_on_psutil(tmp_path):
     provider.shutdown()
 
 
+def test_the_cpu_count_and_memory_size_are_psutil_s():
+    import psutil
+
+    assert host_cpu.logical_cpus() == (psutil.cpu_count(logical=True) or 1)
+    assert host_cpu.total_memory_bytes() == psutil.virtual_memory().total
+
+
 def test_psutil_and_proc_stat_agree_on_the_host_cpu_times():
     if host_cpu.open_proc_stat() is None:
         pytest.skip("no /proc/stat on this platform: only the psutil path exists")

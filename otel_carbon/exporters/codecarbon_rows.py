@@ -10,12 +10,14 @@ import datetime
 import functools
 import platform
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_carbon import __version__
 from otel_carbon import attributes as A
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
 
 KWH = A.JOULES_PER_KWH
 _MEMORY_MAX_AGE_S = 1.0

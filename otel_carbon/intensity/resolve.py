@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple, Union
 
@@ -193,7 +194,12 @@ def _from_resource(attributes: Mapping[str, Any], strict: bool) -> Optional[Reso
 
 
 def _default_resource_attributes() -> Mapping[str, Any]:
-    """Attributes of the SDK's default Resource (env + configured detectors), or {}."""
+    """Attributes of the SDK's default Resource (env + configured detectors), or {}. With
+    neither ``OTEL_RESOURCE_ATTRIBUTES`` nor ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`` set it
+    holds no ``cloud.*`` (the SDK's own, a service name and instance id only): then {},
+    without importing the SDK for it."""
+    if not any(os.environ.get(name, "").strip() for name in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS")):
+        return {}
     try:
         from opentelemetry.sdk.resources import Resource
 

@@ -19,11 +19,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-import psutil
 
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.attributes import CPU, MEMORY
+from otel_carbon.host_cpu import logical_cpus, total_memory_bytes
 from otel_carbon.sensors.base import Diagnostic, Sensor
 from otel_carbon.sensors.constant import ConstantPowerSensor
 from otel_carbon.sensors.cpu_model import CpuModelSensor, ccf_params, cpu_model_name, is_virtual_machine, lookup_tdp_w
@@ -66,7 +66,7 @@ def cpu_model_sensor(proc_root: str = "/proc") -> CpuModelSensor:
     """The CPU model for this host, chosen as documented in :mod:`.cpu_model`."""
     from otel_carbon.data import load_table
 
-    n_vcpus = psutil.cpu_count(logical=True) or 1
+    n_vcpus = logical_cpus()
     choice = config.env_choice(config.OTEL_CARBON_CPU_MODEL, "auto", "auto", "ccf", "tdp")
     tdp_env = config.env_number(config.OTEL_CARBON_CPU_TDP_W, None)
     name = cpu_model_name(proc_root)
@@ -139,7 +139,7 @@ def probe_sensors(
         else:
             probe.sensors.append(cpu_model_sensor(proc_root))
         memory = by_component.get(MEMORY)
-        probe.sensors.append(memory if memory is not None else memory_model_sensor(psutil.virtual_memory().total))
+        probe.sensors.append(memory if memory is not None else memory_model_sensor(total_memory_bytes()))
     if gpus:
         _gpu_sensors(probe)
     return probe

@@ -47,8 +47,9 @@ def _tracer(provider: Any) -> Any:
 
 
 def _sampler_and_processor(sampler: Any) -> Tuple[Any, Any]:
-    """The sampler and a private processor over it that computes the span figures of our
-    runs (never added to a provider): the sampler's companion, so both go away together."""
+    """The sampler and a private pricer over it that computes the span figures of our runs
+    (a :class:`~otel_carbon.span_pricing.SpanPricer`: no SDK needed): the sampler's
+    companion, so both go away together."""
     if sampler is None:
         from otel_carbon.process_sampler import get_sampler
 
@@ -57,9 +58,9 @@ def _sampler_and_processor(sampler: Any) -> Tuple[Any, Any]:
 
 
 def _new_processor(sampler: Any) -> Any:
-    from otel_carbon.processor import CarbonSpanProcessor
+    from otel_carbon.span_pricing import SpanPricer
 
-    return CarbonSpanProcessor(sampler=sampler)
+    return SpanPricer(sampler=sampler)
 
 
 _getrandbits = random.getrandbits  # reseeded in forked children by the random module
