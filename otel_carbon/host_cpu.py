@@ -80,6 +80,25 @@ def total_memory_bytes() -> int:
         return int(psutil.virtual_memory().total)
 
 
+def memory_in_use(meminfo: str = "/proc/meminfo") -> "tuple[float, int]":
+    """(percent, bytes) of the host's memory in use, as ``psutil.virtual_memory()`` (6+)
+    gives them on Linux: in use = MemTotal - MemAvailable (MemFree where MemAvailable is
+    above the total, as in some containers), percent to one decimal; read from ``meminfo``,
+    from psutil where that file is missing or lacks a field."""
+    try:
+        with open(meminfo, "rb") as fh:
+            kib = {line.split(b":", 1)[0]: int(line.split()[1]) for line in fh if line.count(b":") == 1}
+        total, avail = kib[b"MemTotal"], kib[b"MemAvailable"]
+        if avail > total:
+            avail = kib[b"MemFree"]
+        return round((total - avail) / total * 100, 1), (total - avail) * 1024
+    except (OSError, KeyError, ValueError, IndexError, ZeroDivisionError):
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return float(vm.percent), int(vm.total - vm.available)
+
+
 def _reset_lock_after_fork() -> None:
     global _proc_stats_lock
     _proc_stats_lock = threading.Lock()

@@ -734,3 +734,20 @@ def test_a_companion_is_made_once_and_goes_away_with_its_sampler():
     del sampler, made, got, threads
     gc.collect()
     assert sampler_ref() is None and processor_ref() is None
+
+
+def test_memory_in_use_is_read_from_meminfo_or_psutil(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       1000 kB\nMemFree:         300 kB\nMemAvailable:    600 kB\nBuffers: 10 kB\n")
+    assert host_cpu.memory_in_use(str(meminfo)) == (40.0, 400 * 1024)
+    meminfo.write_text("MemTotal:       1000 kB\nMemFree:         300 kB\nMemAvailable:   5000 kB\n")  # a container's
+    assert host_cpu.memory_in_use(str(meminfo)) == (70.0, 700 * 1024)
+    import psutil
+
+    meminfo.write_text("MemTotal: 1000 kB\n")  # no MemAvailable: psutil's figures
+    percent, used = host_cpu.memory_in_use(str(meminfo))
+    vm = psutil.virtual_memory()
+    assert abs(percent - vm.percent) < 5 and abs(used - (vm.total - vm.available)) < 0.05 * vm.total
+    if os.path.exists("/proc/meminfo"):
+        percent, used = host_cpu.memory_in_use()
+        assert abs(percent - psutil.virtual_memory().percent) < 5

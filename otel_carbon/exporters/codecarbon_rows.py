@@ -29,17 +29,16 @@ _memory_cache: List[Any] = [0.0, None]  # [monotonic time, (percent, used GiB)]
 
 @functools.lru_cache(maxsize=None)
 def host_facts() -> Dict[str, Any]:
-    import psutil
-
+    from otel_carbon.host_cpu import logical_cpus, total_memory_bytes
     from otel_carbon.sensors.cpu_model import cpu_model_name
 
     return {
         "os": platform.platform(),
         "python_version": platform.python_version(),
         "codecarbon_version": f"otel-carbon {__version__}",
-        "cpu_count": psutil.cpu_count(logical=True) or 1,
+        "cpu_count": logical_cpus(),
         "cpu_model": cpu_model_name(),
-        "ram_total_size": psutil.virtual_memory().total / 1024**3,
+        "ram_total_size": total_memory_bytes() / 1024**3,
     }
 
 
@@ -193,10 +192,10 @@ def _memory() -> Optional[Tuple[float, float]]:
     now = time.monotonic()
     if _memory_cache[1] is None or now - _memory_cache[0] > _MEMORY_MAX_AGE_S:
         try:
-            import psutil
+            from otel_carbon.host_cpu import memory_in_use
 
-            vm = psutil.virtual_memory()
-            _memory_cache[:] = [now, (vm.percent, vm.used / 1024**3)]
+            percent, used = memory_in_use()
+            _memory_cache[:] = [now, (percent, used / 1024**3)]
         except Exception:  # noqa: BLE001
             return None
     return _memory_cache[1]  # type: ignore[no-any-return]
