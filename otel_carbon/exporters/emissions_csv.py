@@ -139,24 +139,30 @@ def _header_columns(first_line: bytes) -> Tuple[Tuple[str, ...], bool]:
     return columns, set(columns) == _COLUMN_SET and len(columns) == len(CODECARBON_COLUMNS)
 
 
-_templates: Dict[Tuple[Tuple[str, ...], int, bool], Tuple[Any, List[Optional[str]]]] = {}
+_templates: Dict[Tuple[Tuple[str, ...], int, bool], Tuple[Any, List[str], List[Tuple[int, str]]]] = {}
 
 
-def _template(columns: Tuple[str, ...], static: Mapping[str, Any], safe: bool) -> List[Optional[str]]:
-    """The encoded static fields in ``columns`` order; None where a row's own value goes."""
+def _template(columns: Tuple[str, ...], static: Mapping[str, Any], safe: bool) -> Tuple[List[str], List[Tuple[int, str]]]:
+    """The encoded static fields in ``columns`` order (empty where a row's own value goes),
+    and the (position, column) of each of those."""
     key = (columns, id(static), safe)
     found = _templates.get(key)
     if found is None or found[0] is not static:
-        pieces = [None if c in _DYNAMIC else _field(static.get(c), safe) for c in columns]
+        pieces = ["" if c in _DYNAMIC else _field(static.get(c), safe) for c in columns]
+        dynamic = [(i, c) for i, c in enumerate(columns) if c in _DYNAMIC]
         if len(_templates) > 256:
             _templates.clear()
-        found = _templates[key] = (static, pieces)
-    return found[1]
+        found = _templates[key] = (static, pieces, dynamic)
+    return found[1], found[2]
 
 
 def _fast_line(columns: Tuple[str, ...], static: Mapping[str, Any], row: Mapping[str, Any], safe: bool) -> bytes:
-    pieces = _template(columns, static, safe)
-    return (",".join([p if p is not None else _field(row[c], safe) for p, c in zip(pieces, columns)]) + "\n").encode("utf-8")
+    pieces, dynamic = _template(columns, static, safe)
+    line = pieces.copy()
+    for i, c in dynamic:
+        value = row[c]
+        line[i] = repr(value) if type(value) is float else _field(value, safe)
+    return (",".join(line) + "\n").encode("utf-8")
 
 
 class HeaderMismatch(Exception):
