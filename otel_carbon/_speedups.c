@@ -951,6 +951,14 @@ is_local_root(Hooks *self, PyObject *span)
     return root;
 }
 
+/* A cell of the meter's table: [energy J (float), emissions g (float), spans (int), ...]. */
+static int
+is_cell(PyObject *cell)
+{
+    return PyList_CheckExact(cell) && PyList_GET_SIZE(cell) >= 3 && PyFloat_CheckExact(PyList_GET_ITEM(cell, 0))
+           && PyFloat_CheckExact(PyList_GET_ITEM(cell, 1)) && PyLong_CheckExact(PyList_GET_ITEM(cell, 2));
+}
+
 /* The cell of `span` in the listener's table of sums, if its key is there: the key is what
  * otel_carbon.metrics.SpanRecorder.on_span builds, (span name, carbon.method, the span's value
  * of each table name or None). Sets *cell (a new reference) or leaves it NULL: not found, or
@@ -990,8 +998,7 @@ table_cell(Hooks *self, PyObject *span, PyObject *target, int unavailable, PyObj
         PyErr_Clear(); /* not there, or an unhashable value: the listener decides */
         return 0;
     }
-    if (PyList_CheckExact(found) && PyList_GET_SIZE(found) >= 3 && PyFloat_CheckExact(PyList_GET_ITEM(found, 0))
-        && PyFloat_CheckExact(PyList_GET_ITEM(found, 1)) && PyLong_CheckExact(PyList_GET_ITEM(found, 2))) {
+    if (is_cell(found)) {
         Py_INCREF(found);
         *cell = found;
     }
@@ -999,7 +1006,7 @@ table_cell(Hooks *self, PyObject *span, PyObject *target, int unavailable, PyObj
 }
 
 /* cell[0] += energy_j; cell[1] += emissions_g; cell[2] += 1, at once (no other thread sees
- * a half-made update, nor makes one in between). `cell` as table_cell checked it. */
+ * a half-made update, nor makes one in between). `cell` passed is_cell. */
 static int
 cell_add_c(PyObject *cell, double energy_j, double emissions_g)
 {
@@ -1026,9 +1033,7 @@ static PyObject *
 cell_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     double energy_j, emissions_g;
-    if (nargs != 3 || !PyList_CheckExact(args[0]) || PyList_GET_SIZE(args[0]) < 3
-        || !PyFloat_CheckExact(PyList_GET_ITEM(args[0], 0)) || !PyFloat_CheckExact(PyList_GET_ITEM(args[0], 1))
-        || !PyLong_CheckExact(PyList_GET_ITEM(args[0], 2))) {
+    if (nargs != 3 || !is_cell(args[0])) {
         PyErr_SetString(PyExc_TypeError, "cell_add(cell: [float, float, int, ...], energy_j, emissions_g)");
         return NULL;
     }

@@ -361,7 +361,7 @@ def _build(
     # the SDK's exit hooks are off on the providers made here: a bounded flush instead
     ref = weakref.ref(setup)
     _exit.register([tracer_provider if owns_tracer else None, meter_provider if owns_meter else None],
-                   [*exporters, *readers], lambda: not getattr(ref(), "_shutdown", False))
+                   setup._exporters, lambda: not getattr(ref(), "_shutdown", False))
     return setup
 
 

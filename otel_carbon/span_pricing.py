@@ -179,9 +179,9 @@ class SpanPricer:
         self._tick_listener = compiled_path.weak_tick_listener(self, self._sampler)
         self._sampler.add_tick_listener(self._tick_listener)
         self._on_tick(self._sampler.ledger.latest)
-        self.on_start = self._hooks.on_start  # type: ignore[method-assign]
-        self._on_ending = self._hooks.on_ending  # type: ignore[method-assign]
-        self.on_end = self._hooks.on_end  # type: ignore[method-assign]
+        for name in compiled_path.HOOKS:  # the hooks this class has become the compiled ones
+            if hasattr(cls, name):
+                setattr(self, name, getattr(self._hooks, name.lstrip("_")))
 
     def _on_tick(self, tick: Optional[Tick]) -> None:
         """Tell the compiled hooks the sampler's latest tick and state: from the sampler
