@@ -45,11 +45,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
-import importlib.abc
-import importlib.machinery
 import logging
 import os
-import sys
 import threading
 import weakref
 from typing import Any, Callable, Optional, Tuple
@@ -58,6 +55,7 @@ from opentelemetry import trace
 
 from otel_carbon import cpu_clock
 from otel_carbon._log import warn_once
+from otel_carbon._on_import import when_imported
 
 _logger = logging.getLogger("otel_carbon")
 
@@ -324,30 +322,6 @@ _LATER = {
 }
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Patches the modules of :data:`_LATER` right after they are imported (if ever)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        patch = _LATER.get(name)
-        if patch is None:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return None
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_and_patch(module: Any) -> None:
-            exec_module(module)
-            try:
-                patch(module)
-            except Exception as exc:  # noqa: BLE001
-                warn_once(_logger, f"offload:{name}", "otel_carbon: could not follow work handed off in %s: %r", name, exc)
-
-        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
-        return spec
-
-
 def _after_fork_in_child() -> None:
     """A fork can happen while another thread holds the lock: the child gets a fresh one.
     The parent's late work is the parent's: the child counts its own from 0."""
@@ -368,7 +342,5 @@ def install() -> None:
         _originals["start"] = threading.Thread.start
         _patch_submit(concurrent.futures.ThreadPoolExecutor)
         threading.Thread.start = _start  # type: ignore[method-assign]
-        for name, patch in _LATER.items():
-            if name in sys.modules:
-                patch(sys.modules[name])
-        sys.meta_path.insert(0, _Finder())
+    for name, patch in _LATER.items():
+        when_imported(name, patch)

@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 from otel_carbon import cpu_clock
+from otel_carbon._on_import import when_imported
 from otel_carbon.cpu_clock import _METER, _begin, _finish, swap_owner
 
 if TYPE_CHECKING:
@@ -37,47 +38,24 @@ def _timed_handle_run(self: "asyncio.Handle") -> None:
 
 def install() -> None:
     """Install the Handle hook once per process (idempotent): now if ``asyncio.events`` is
-    imported, else right after it is (:class:`_OnAsyncioImport`), before any loop can run."""
+    imported, else right after it is (:mod:`otel_carbon._on_import`), before any loop can run."""
+    global _install_requested
+    with _install_lock:
+        if _install_requested:
+            return
+        _install_requested = True
+    when_imported("asyncio.events", _hook_handle)
+
+
+_install_requested = False
+
+
+def _hook_handle(events: Any) -> None:
     global _original_handle_run
     with _install_lock:
-        if _original_handle_run is not None:
-            return
-        events = sys.modules.get("asyncio.events")
-        handle = getattr(events, "Handle", None)
-        if handle is not None:
-            _original_handle_run = handle._run
-            handle._run = _timed_handle_run
-        elif not any(isinstance(f, _OnAsyncioImport) for f in sys.meta_path):
-            sys.meta_path.insert(0, _OnAsyncioImport())
-
-
-class _OnAsyncioImport:
-    """A meta path finder that finds ``asyncio.events`` through the others, unchanged, and
-    calls :func:`install` once it has run; then it leaves ``sys.meta_path``."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "asyncio.events":
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        exec_module = getattr(loader, "exec_module", None)
-        if exec_module is None:  # an old-style loader: no hook, the first loop's span installs it
-            return spec
-
-        def exec_then_install(module: Any) -> None:
-            exec_module(module)
-            install()
-
-        loader.exec_module = exec_then_install
-        return spec
+        if _original_handle_run is None:
+            _original_handle_run = events.Handle._run
+            events.Handle._run = _timed_handle_run
 
 
 # -- other loops (uvloop): a task factory that times coroutine steps ---------------------

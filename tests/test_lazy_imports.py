@@ -7,6 +7,7 @@ can regress silently: a module the default path does not use imported at module 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -137,3 +138,28 @@ def test_asyncio_imported_after_the_processor_gets_its_task_steps_timed(tmp_path
     # each its own work (the thread clock over the interleaved windows would give both ~0.1 s)
     assert 0.015 <= spans["small"]["carbon.cpu.time"] <= 0.04, spans
     assert 0.07 <= spans["big"]["carbon.cpu.time"] <= 0.12, spans
+
+
+def test_a_patch_runs_now_or_right_after_the_import_and_never_breaks_it(tmp_path, monkeypatch, caplog):
+    from otel_carbon._on_import import when_imported
+
+    (tmp_path / "later_mod.py").write_text("VALUE = 1\n")
+    (tmp_path / "broken_patch_mod.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    when_imported("json", lambda m: seen.append(m.__name__))  # already imported: now
+    assert seen == ["json"]
+    when_imported("later_mod", lambda m: seen.append((m.__name__, m.VALUE)))
+    assert seen == ["json"]
+    import later_mod  # noqa: F401
+
+    assert seen == ["json", ("later_mod", 1)]
+
+    def fails(module):
+        raise RuntimeError("boom")
+
+    when_imported("broken_patch_mod", fails)
+    with caplog.at_level(logging.WARNING, logger="otel_carbon"):
+        import broken_patch_mod
+
+    assert broken_patch_mod.VALUE == 2 and "could not patch broken_patch_mod" in caplog.text
