@@ -82,6 +82,9 @@ CPU = "cpu"
 MEMORY = "memory"
 GPU = "gpu"
 
+#: each per-component energy attribute of a span, by the component (or "idle") it holds
+ENERGY_BY_COMPONENT = {CPU: ENERGY_CPU, MEMORY: ENERGY_MEMORY, GPU: ENERGY_GPU, "idle": ENERGY_IDLE}
+
 # -- units --------------------------------------------------------------------------
 JOULES_PER_KWH = 3.6e6
 

@@ -95,15 +95,11 @@ def group_spans(spans: Iterable[SpanRecord]) -> Dict[str, Group]:
         group.duration_s.append(span.duration_s)
         method = str(span.attributes.get(A.METHOD, A.UNAVAILABLE))
         group.methods[method] = group.methods.get(method, 0) + 1
-        for name in COMPONENT_ATTRIBUTES:
+        for name in A.ENERGY_BY_COMPONENT.values():
             value = span.number(name)
             if value is not None:
                 group.component_j[name] = group.component_j.get(name, 0.0) + value
     return groups
-
-
-#: the per-component energy attributes, in the order the views show them
-COMPONENT_ATTRIBUTES = (A.ENERGY_CPU, A.ENERGY_MEMORY, A.ENERGY_GPU, A.ENERGY_IDLE)
 
 
 def ranked(groups: Dict[str, Group]) -> List[Group]:

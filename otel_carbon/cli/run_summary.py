@@ -71,7 +71,7 @@ def summarise(sampler: Any, name: str, command: List[str], python: bool, returnc
         A.CPU_TIME: cpu_s, A.ENERGY_TOTAL: total_j, A.EMISSIONS: emissions_g, A.INTENSITY: g_per_kwh,
         A.ZONE: intensity.zone if intensity is not None else "", A.METHOD: method, "process.exit.code": returncode,
     }
-    for component, key in ((A.CPU, A.ENERGY_CPU), (A.MEMORY, A.ENERGY_MEMORY), (A.GPU, A.ENERGY_GPU), ("idle", A.ENERGY_IDLE)):
+    for component, key in A.ENERGY_BY_COMPONENT.items():
         if component in energy:
             attributes[key] = energy[component]
     span.set_attributes(attributes)

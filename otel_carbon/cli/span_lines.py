@@ -333,6 +333,7 @@ def read_spans(path: str, stats: Optional[ReadStats] = None, max_line_bytes: int
     """Every span in the OTLP JSON lines file ``path`` (``OSError`` if unreadable, or if it is
     a device, such as ``/dev/zero``, that would never end)."""
     with open(path, "rb") as fh:
-        if stat.S_ISCHR(os.fstat(fh.fileno()).st_mode) or stat.S_ISBLK(os.fstat(fh.fileno()).st_mode):
+        mode = os.fstat(fh.fileno()).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             raise OSError(f"{path} is a device, not a file of OTLP JSON lines")
         return list(iter_spans(bounded_lines(fh, max_line_bytes), stats))

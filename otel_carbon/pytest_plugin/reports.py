@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from otel_carbon import attributes as A
-from otel_carbon.cli.report_data import COMPONENT_ATTRIBUTES, group_spans, ranked
+from otel_carbon.cli.report_data import group_spans, ranked
 from otel_carbon.cli.span_lines import SpanRecord
 from otel_carbon.pytest_plugin.gate import Comparison
 from otel_carbon.units_text import format_energy, format_grams, format_number, format_seconds
@@ -48,7 +48,7 @@ def table(records: Sequence[SpanRecord], comparison: Optional[Comparison],
     (the full report; the terminal keeps to the totals)."""
     groups = ranked(group_spans(records))
     total_j = math.fsum(g.total_energy_j for g in groups)
-    components = [name for name in COMPONENT_ATTRIBUTES if any(name in g.component_j for g in groups)] if detail else []
+    components = [name for name in A.ENERGY_BY_COMPONENT.values() if any(name in g.component_j for g in groups)] if detail else []
     headers = ["test", "CPU", "energy", *(name.rsplit(".", 1)[-1] for name in components), "CO2e", "share", "duration"]
     if detail:
         headers.append("method")

@@ -23,7 +23,7 @@ from otel_carbon.track._config import _Config
 from otel_carbon.track.result import EmissionsResult
 
 _logger = logging.getLogger("otel_carbon")
-_SPAN_KEYS = {A.ENERGY_CPU: A.CPU, A.ENERGY_MEMORY: A.MEMORY, A.ENERGY_GPU: A.GPU, A.ENERGY_IDLE: "idle"}
+_SPAN_KEYS = {key: component for component, key in A.ENERGY_BY_COMPONENT.items()}
 _RUN_KEYS = {A.CPU: A.RUN_ENERGY_CPU, A.MEMORY: A.RUN_ENERGY_MEMORY, A.GPU: A.RUN_ENERGY_GPU, "idle": A.RUN_ENERGY_IDLE}
 
 
