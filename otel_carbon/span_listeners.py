@@ -32,50 +32,47 @@ class Table(NamedTuple):
 
 
 class SpanListeners:
-    """``(listener, local roots only)`` pairs, called with ``(span, figures)`` at span end.
+    """``(listener, local roots only, table)`` entries; each listener is called with
+    ``(span, figures)`` at span end.
 
     A local root has no parent or a remote one: one span per request. While every listener
     wants local roots only, the span path calls nobody for a child span."""
 
-    __slots__ = ("pairs", "_tables")
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.pairs: Tuple[Tuple[Listener, bool], ...] = ()
-        self._tables: Tuple[Optional[Table], ...] = ()
+        self.entries: Tuple[Tuple[Listener, bool, Optional[Table]], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.pairs)
+        return bool(self.entries)
 
     def add(self, listener: Listener, local_roots_only: bool = False, table: Optional[Table] = None) -> None:
         if table is not None and not isinstance(table, Table):
             raise ValueError(f"table must be an otel_carbon.span_listeners.Table, got {type(table).__name__}")
-        self.pairs = (*self.pairs, (listener, bool(local_roots_only)))
-        self._tables = (*self._tables, table)
+        self.entries = (*self.entries, (listener, bool(local_roots_only), table))
 
     def remove(self, listener: Listener) -> None:
-        kept = [(pair, table) for pair, table in zip(self.pairs, self._tables) if pair[0] is not listener]
-        self.pairs = tuple(pair for pair, _ in kept)
-        self._tables = tuple(table for _, table in kept)
+        self.entries = tuple(x for x in self.entries if x[0] is not listener)
 
     @property
     def table(self) -> Optional[Table]:
         """The table the compiled span path may add to: the one listener's, when it is the
         only one and wants local roots only."""
-        if len(self.pairs) == 1 and self.pairs[0][1]:
-            return self._tables[0]
+        if len(self.entries) == 1 and self.entries[0][1]:
+            return self.entries[0][2]
         return None
 
     @property
     def mode(self) -> int:
         """:data:`NONE`, :data:`EVERY_SPAN` (some listener wants every span) or :data:`LOCAL_ROOTS`."""
-        if not self.pairs:
+        if not self.entries:
             return NONE
-        return LOCAL_ROOTS if all(roots_only for _, roots_only in self.pairs) else EVERY_SPAN
+        return LOCAL_ROOTS if all(roots_only for _, roots_only, _ in self.entries) else EVERY_SPAN
 
     def notify(self, span: Any, values: Dict[str, Any]) -> None:
         """Call each listener that wants ``span``; a listener that raises is logged once."""
         root = None
-        for listener, roots_only in self.pairs:
+        for listener, roots_only, _ in self.entries:
             if roots_only:
                 if root is None:
                     parent = span.parent
