@@ -36,8 +36,8 @@ from otel_carbon._untraced import run_untraced
 from otel_carbon.host_cpu import logical_cpus, open_proc_stat
 from otel_carbon.intensity.source import IntensitySource, intensity_source
 from otel_carbon.ledger import Tick
-from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensor_reading import SensorReading, default_interval_s, warn_long_gap
+from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.probe import Probe
 
 _logger = logging.getLogger("otel_carbon")

@@ -28,8 +28,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from otel_carbon import config
 from otel_carbon._log import warn_once
-from otel_carbon.host_cpu import host_cpu_seconds
 from otel_carbon.attributes import ESTIMATED, MEASURED, MIXED, SAMPLER_GAPS, UNAVAILABLE
+from otel_carbon.host_cpu import host_cpu_seconds
 from otel_carbon.ledger import Ledger, Tick
 from otel_carbon.sensors.base import HostSample
 from otel_carbon.sensors.constant import ConstantPowerSensor

@@ -12,7 +12,6 @@ import platform
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-
 from otel_carbon import __version__
 from otel_carbon import attributes as A
 

@@ -19,7 +19,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-
 from otel_carbon import config
 from otel_carbon._log import warn_once
 from otel_carbon.attributes import CPU, MEMORY
