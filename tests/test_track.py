@@ -201,7 +201,7 @@ def test_machine_scope_is_the_ledger_window(ccf_sampler, traced):
 
 
 def test_codecarbon_arguments_are_accepted(ccf_sampler, traced):
-    provider, _ = traced
+    provider, exporter = traced
     fr = resolve_intensity({}, country="FRA")
 
     @track_emissions(offline=True, country_iso_code="FRA", measure_power_secs=1, log_level="error",
@@ -213,6 +213,38 @@ def test_codecarbon_arguments_are_accepted(ccf_sampler, traced):
     r = f.last_result
     assert r.zone == "FR" and r.intensity_g_per_kwh == fr.g_per_kwh
     assert r.emissions_g == pytest.approx(r.energy_total_j * fr.g_per_kwh * fr.pue / 3.6e6)
+    # the span says the same place and price as the run (the sampler's own intensity is
+    # another: make_sampler's G_PER_KWH)
+    (span,) = exporter.get_finished_spans()
+    attrs = span.attributes
+    assert fr.g_per_kwh != G_PER_KWH
+    assert attrs[A.ZONE] == "FR" and attrs[A.INTENSITY] == fr.g_per_kwh
+    assert attrs[A.ENERGY_TOTAL] > 0
+    assert attrs[A.EMISSIONS] == pytest.approx(attrs[A.ENERGY_TOTAL] * fr.g_per_kwh * fr.pue / 3.6e6, rel=1e-12)
+
+
+def test_a_tracker_with_its_own_location_does_not_warn_about_none(tmp_path):
+    """A fresh process whose only pricing is a tracker given a country: no "no location
+    configured" warning (its figures are not the world average); without the country, the
+    warning is there."""
+    code = (
+        "import sys\n"
+        "from otel_carbon import track_emissions\n"
+        "kw = {'country_iso_code': 'FRA'} if sys.argv[1] == 'own' else {}\n"
+        "@track_emissions(save_to_file=False, **kw)\n"
+        "def f():\n"
+        "    return sum(range(1000))\n"
+        "f()\n"
+        "print(f.last_result.zone)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_CARBON_CPU_MODEL"] = "ccf"
+    seen = {}
+    for mode in ("own", "none"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        seen[mode] = (out.stdout.strip(), "no location configured" in out.stderr)
+    assert seen == {"own": ("FR", False), "none": ("world", True)}
 
 
 @pytest.mark.parametrize(

@@ -46,13 +46,19 @@ def _tracer(provider: Any) -> Any:
     return found
 
 
-def _sampler_and_processor(sampler: Any) -> Tuple[Any, Any]:
+def _sampler_and_processor(sampler: Any, own_location: bool = False) -> Tuple[Any, Any]:
     """The sampler and a private pricer over it that computes the span figures of our runs
     (a :class:`~otel_carbon.span_pricing.SpanPricer`: no SDK needed): the sampler's
-    companion, so both go away together."""
+    companion, so both go away together. ``own_location``: the run prices its carbon at
+    its own location, so the process's "no location configured" warning is not its
+    concern (its figures do not use the world average)."""
     if sampler is None:
-        from otel_carbon.process_sampler import get_sampler
+        from otel_carbon.process_sampler import current_sampler, get_sampler
 
+        if own_location and current_sampler() is None:
+            from otel_carbon._log import mark_seen
+
+            mark_seen("intensity:world")
         sampler = get_sampler()
     return sampler, sampler.companion("track.processor", lambda: _new_processor(sampler))
 
@@ -85,7 +91,7 @@ def _start(cfg: _Config) -> Optional[_Run]:
     run = _Run()
     run.span = run.token = None
     try:
-        run.sampler, run.processor = _sampler_and_processor(cfg.sampler)
+        run.sampler, run.processor = _sampler_and_processor(cfg.sampler, cfg.intensity is not None)
         run.run_id = _run_id()
         span = _tracer(cfg.provider).start_span(cfg.name, attributes={A.RUN_SCOPE: cfg.scope, A.RUN_ID: run.run_id})
         run.span = span
@@ -111,9 +117,14 @@ def _start(cfg: _Config) -> Optional[_Run]:
         return None
 
 
-def _span_segment(run: _Run, reopen: bool) -> Dict[str, Any]:
-    """The span's figures since the last segment (closing it; reopening for flush)."""
+def _span_segment(run: _Run, reopen: bool, intensity: Any = None) -> Dict[str, Any]:
+    """The span's figures since the last segment (closing it; reopening for flush), its
+    carbon at ``intensity`` when the run has its own location."""
     values = run.processor.figures_at_end(run)
+    if intensity is not None and A.ENERGY_TOTAL in values:
+        values[A.EMISSIONS] = emissions_g(float(values[A.ENERGY_TOTAL]), intensity.g_per_joule)
+        values[A.INTENSITY] = intensity.g_per_kwh
+        values[A.ZONE] = intensity.zone
     acc = run.acc
     for key in (A.CPU_TIME, A.ENERGY_TOTAL, A.EMISSIONS, *_SPAN_KEYS):
         if key in values:
@@ -169,7 +180,7 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
     try:
         now_ns = time.monotonic_ns()
         proc_cpu_s = (time.process_time_ns() - run.proc0_ns) / 1e9
-        values = _span_segment(run, reopen=not final)
+        values = _span_segment(run, not final, cfg.intensity)
         span_cpu_s = float(values.get(A.CPU_TIME, 0.0))
         if cfg.scope == A.SCOPE_SPAN:
             energy = {_SPAN_KEYS[k]: float(values[k]) for k in _SPAN_KEYS if k in values}
