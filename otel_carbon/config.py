@@ -293,6 +293,15 @@ as text instead of running it as a formula. Off by default: CodeCarbon writes su
 they are, and files shared with it stay byte-compatible."""
 
 
+OTEL_CARBON_CSV_MAX_DELAY_S = "OTEL_CARBON_CSV_MAX_DELAY_S"
+"""Seconds a tracked run's ``emissions.csv`` row may wait to be written with others
+(default 0.5). A file's first 10 rows in any second are written when their run ends; past
+that (a decorated function called many times a second), rows go in one append at most
+this late, at ``otel_carbon.track.flush_rows()``, before a tracker's own ``stop()`` row, and
+at exit. ``0``: every row at once."""
+DEFAULT_CSV_MAX_DELAY_S = 0.5
+
+
 def csv_safe() -> bool:
     return env_choice(OTEL_CARBON_CSV_SAFE, "off", "on", "off", "true", "false", "1", "0") in ("on", "true", "1")
 
@@ -374,4 +383,5 @@ RANGES: Dict[str, Range] = {
     OTEL_CARBON_INTENSITY_REFRESH: Range(MIN_INTENSITY_REFRESH_S, MAX_INTENSITY_REFRESH_S, "s"),
     OTEL_CARBON_INTENSITY_TIMEOUT: Range(0.1, 60.0, "s"),
     OTEL_CARBON_METRIC_CARDINALITY_LIMIT: Range(1, 100_000, integer=True),
+    OTEL_CARBON_CSV_MAX_DELAY_S: Range(0, 60.0, "s"),
 }

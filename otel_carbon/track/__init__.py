@@ -20,7 +20,9 @@ The span always carries its own share as ``carbon.energy.*`` (so sums over spans
 count twice) and, for the wider scopes, the run's figures as ``carbon.run.*``.
 
 Costs: creating a tracker resolves nothing unless location arguments are given; a run
-costs one span, a few clock reads and, with ``save_to_file``, one locked append. Nothing
+costs one span, a few clock reads and, with ``save_to_file``, one locked append (a
+decorated function called more than ten times a second shares one append between its rows,
+at most ``OTEL_CARBON_CSV_MAX_DELAY_S`` later: :mod:`otel_carbon.exporters.row_batches`). Nothing
 here raises into the host application after construction: failures degrade to a result
 with ``method="unavailable"`` and are logged once. Bad arguments raise ``ValueError``.
 
@@ -31,7 +33,8 @@ tracker object and the decorator).
 
 from __future__ import annotations
 
+from otel_carbon.exporters.row_batches import flush_rows
 from otel_carbon.track.api import EmissionsTracker, track_emissions
 from otel_carbon.track.result import EmissionsResult
 
-__all__ = ["EmissionsResult", "EmissionsTracker", "track_emissions"]
+__all__ = ["EmissionsResult", "EmissionsTracker", "flush_rows", "track_emissions"]

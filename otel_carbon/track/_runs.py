@@ -174,8 +174,12 @@ def _machine_figures(run: _Run, now_ns: int) -> Tuple[Dict[str, float], float, s
     return energy, window.busy_s, method_of(tick, run.sampler.stale(tick, now_ns)), tick.intensity
 
 
-def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException] = None) -> Optional[EmissionsResult]:
-    """Compute the run's figures now; end the span when ``final``. Never raises."""
+def _finish(
+    cfg: _Config, run: _Run, final: bool, error: Optional[BaseException] = None, at_once: bool = True
+) -> Optional[EmissionsResult]:
+    """Compute the run's figures now; end the span when ``final``; its CSV row now, or with
+    others in a burst when not ``at_once`` (:mod:`otel_carbon.exporters.row_batches`).
+    Never raises."""
     result = None
     try:
         now_ns = time.monotonic_ns()
@@ -226,7 +230,7 @@ def _finish(cfg: _Config, run: _Run, final: bool, error: Optional[BaseException]
     if final:
         _end_span(cfg, run, values, result, error)
     if result is not None:
-        _deliver(cfg, result)
+        _deliver(cfg, result, at_once)
     return result
 
 
@@ -258,37 +262,37 @@ def _end_span(cfg: _Config, run: _Run, values: Mapping[str, Any], result: Option
             warn_once(_logger, "track-end", "otel_carbon: could not end the span of %r: %r", cfg.name, exc)
 
 
-def _deliver(cfg: _Config, result: EmissionsResult) -> None:
+def _deliver(cfg: _Config, result: EmissionsResult, at_once: bool = True) -> None:
     if cfg.csv is not None:
         try:
-            from otel_carbon.exporters.emissions_csv import codecarbon_row
+            from otel_carbon.exporters.row_batches import submit
 
             sampler = result._window[0]
-            gpus = list(getattr(sampler, "gpus", ()) or ())
+            gpus = getattr(sampler, "gpus", ()) or ()
             cpu_util = 0.0
             if cfg.scope == A.SCOPE_MACHINE:
                 window = result.ledger_window()
                 n_cpus = os.cpu_count() or 1
                 if window is not None and window.duration_s > 0:
                     cpu_util = 100.0 * window.busy_s / (window.duration_s * n_cpus)
-            row = codecarbon_row(
-                end_unix_s=result.start_unix_s + result.duration_s,
-                project_name=cfg.project_name,
-                run_id=result.run_id,
-                experiment_id=cfg.experiment_id,
-                duration_s=result.duration_s,
-                cpu_j=result.energy_j.get(A.CPU, 0.0) + result.energy_j.get("idle", 0.0),
-                memory_j=result.energy_j.get(A.MEMORY, 0.0),
-                gpu_j=result.energy_j.get(A.GPU, 0.0),
-                emissions_g=result.emissions_g,
-                zone=result.zone,
-                pue=result.pue,
-                tracking_mode="machine" if cfg.scope == A.SCOPE_MACHINE else "process",
-                cpu_utilization_percent=cpu_util,
-                gpu_count=len(gpus),
-                gpu_model=", ".join(str(getattr(g, "device_name", "")) for g in gpus),
-            )
-            cfg.csv.append(row)
+            energy = result.energy_j
+            submit(cfg.csv, {
+                "end_unix_s": result.start_unix_s + result.duration_s,
+                "project_name": cfg.project_name,
+                "run_id": result.run_id,
+                "experiment_id": cfg.experiment_id,
+                "duration_s": result.duration_s,
+                "cpu_j": energy.get(A.CPU, 0.0) + energy.get("idle", 0.0),
+                "memory_j": energy.get(A.MEMORY, 0.0),
+                "gpu_j": energy.get(A.GPU, 0.0),
+                "emissions_g": result.emissions_g,
+                "zone": result.zone,
+                "pue": result.pue,
+                "tracking_mode": "machine" if cfg.scope == A.SCOPE_MACHINE else "process",
+                "cpu_utilization_percent": cpu_util,
+                "gpu_count": len(gpus),
+                "gpu_model": ", ".join(str(getattr(g, "device_name", "")) for g in gpus),
+            }, at_once)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "track-csv", "otel_carbon: could not write the emissions.csv row: %r", exc)
     if cfg.on_result is not None:

@@ -141,7 +141,7 @@ def track_emissions(fn: Optional[Callable[..., Any]] = None, *, project_name: Op
                     raise
                 finally:
                     if run is not None:
-                        async_wrapper.last_result = _finish(cfg, run, True, error)  # type: ignore[attr-defined]
+                        async_wrapper.last_result = _finish(cfg, run, True, error, at_once=False)  # type: ignore[attr-defined]
 
             async_wrapper.last_result = None  # type: ignore[attr-defined]
             return async_wrapper
@@ -157,7 +157,7 @@ def track_emissions(fn: Optional[Callable[..., Any]] = None, *, project_name: Op
                 raise
             finally:
                 if run is not None:
-                    wrapper.last_result = _finish(cfg, run, True, error)  # type: ignore[attr-defined]
+                    wrapper.last_result = _finish(cfg, run, True, error, at_once=False)  # type: ignore[attr-defined]
 
         wrapper.last_result = None  # type: ignore[attr-defined]
         return wrapper
