@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
 from otel_carbon.intensity.bundled import world  # noqa: E402
-from otel_carbon.ledger import prices_between  # noqa: E402
+from otel_carbon.attribution import prices_between  # noqa: E402
 from otel_carbon.sampler import Sampler  # noqa: E402
 from otel_carbon.sensors.cpu_model import CpuModelSensor, teads_fraction  # noqa: E402
 from otel_carbon.sensors.probe import Probe  # noqa: E402
