@@ -1,11 +1,13 @@
 """Per-span cost with and without CarbonSpanProcessor, side by side in one run.
 
-    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--no-rapl] [--cpu-time]
+    python benchmarks/bench_span.py [--spans 20000] [--rounds 9] [--floor] [--no-rapl] [--gpu] [--cpu-time]
 
-Two host layouts: this machine's sensors (on a VM, one modelled CPU component), and a
-RAPL-shaped host with package and DRAM counters (a fake powercap tree under a temporary
-directory, its counters advanced by a helper process at 30 W and 6 W: two measured
-components, what most bare-metal servers have).
+Host layouts: this machine's sensors (on a VM, one modelled CPU component), a RAPL-shaped
+host with package and DRAM counters (a fake powercap tree under a temporary directory, its
+counters advanced by a helper process at 30 W and 6 W: two measured components, what most
+bare-metal servers have), and with ``--gpu`` the same with one GPU (NVML replaced by the
+tests' fake at the ``pynvml`` seam: the span path's GPU share per open span is priced, the
+board's calls are the sampler thread's).
 
 Each variant is a TracerProvider with a BatchSpanProcessor over a no-op exporter; the
 "carbon" variants add CarbonSpanProcessor (drop-in), and "+metrics" also attaches the meter
@@ -94,6 +96,40 @@ def rapl_sampler(root: Path) -> Tuple[object, object]:
     return Sampler(Probe(sensors=sensors), intensity=intensity).start(), driver
 
 
+def gpu_sampler(root: Path) -> Tuple[object, object]:
+    """A RAPL-shaped host (package + DRAM counters) with one GPU: NVML replaced at the
+    ``pynvml`` seam by the tests' fake (``tests/fake_nvml.py``), the board drawing 150 W with
+    this process as its only compute process. No machine with an NVIDIA GPU was needed to
+    measure the span path's GPU pricing (the share per open span); NVML's own call cost is
+    the sampler thread's, not the span's."""
+    import os
+    import threading
+
+    from fake_nvml import FakeDevice, FakeNvml
+
+    from otel_carbon.intensity import Intensity, StaticIntensitySource
+    from otel_carbon.sampler import Sampler
+    from otel_carbon.sensors.nvml import probe_nvml
+    from otel_carbon.sensors.probe import Probe
+
+    cpu, driver = rapl_sampler(root)
+    device = FakeDevice("volta", name="NVIDIA Fake H200", energy_mj=0)
+    device.compute_pids.append(os.getpid())
+    gpus, _ = probe_nvml(FakeNvml([device]))
+    t0 = time.monotonic()
+
+    def board() -> None:
+        while True:
+            device.energy_mj = int((time.monotonic() - t0) * 150_000)
+            time.sleep(0.05)
+
+    threading.Thread(target=board, daemon=True).start()
+    cpu.shutdown()  # type: ignore[attr-defined]
+    sensors = [s for s in cpu.probe.sensors] + list(gpus)  # type: ignore[attr-defined]
+    intensity = StaticIntensitySource(Intensity(g_per_kwh=100.0, zone="BENCH", pue=1.0, source="benchmark"))
+    return Sampler(Probe(sensors=sensors), intensity=intensity).start(), driver
+
+
 def floor_provider(clock_read: bool) -> TracerProvider:
     """A second processor with C no-op hooks (``"".format`` takes any arguments), and
     optionally a thread-clock read at span end."""
@@ -141,6 +177,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--floor", action="store_true", help="add the no-op and clock-read reference variants")
     parser.add_argument("--no-rapl", action="store_true", help="leave out the RAPL-shaped (CPU + DRAM) host")
+    parser.add_argument("--gpu", action="store_true", help="add a RAPL host with one GPU (NVML faked at the pynvml seam)")
     parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU time (a loaded machine)")
     args = parser.parse_args()
     try:
@@ -156,12 +193,21 @@ def main() -> None:
         "start_as_current_span: bare": current(bare),
         "start_as_current_span: + carbon": current(carbon),
     }
-    driver = None
+    drivers, layouts = [], [("this host", carbon)]
     if not args.no_rapl:
         sampler, driver = rapl_sampler(Path(tempfile.mkdtemp(prefix="bench-powercap-")))
         rapl = provider(True, sampler=sampler)
+        drivers.append(driver)
+        layouts.append(("RAPL cpu+dram", rapl))
         variants["start_span/end: + carbon, RAPL cpu+dram"] = plain(rapl)
         variants["start_as_current_span: + carbon, RAPL cpu+dram"] = current(rapl)
+    if args.gpu:
+        sampler, driver = gpu_sampler(Path(tempfile.mkdtemp(prefix="bench-powercap-gpu-")))
+        gpu = provider(True, sampler=sampler)
+        drivers.append(driver)
+        layouts.append(("RAPL + 1 GPU", gpu))
+        variants["start_span/end: + carbon, RAPL + 1 GPU"] = plain(gpu)
+        variants["start_as_current_span: + carbon, RAPL + 1 GPU"] = current(gpu)
     if args.floor:
         variants["start_span/end: floor, no-op C hooks"] = plain(floor_provider(False))
         variants["start_span/end: floor, no-op + 1 clock read"] = plain(floor_provider(True))
@@ -176,13 +222,14 @@ def main() -> None:
     try:
         results = interleaved(variants, args.spans, args.rounds, time.process_time if args.cpu_time else time.perf_counter)
     finally:
-        if driver is not None:
+        for driver in drivers:
             driver.stop()
     print(f"machine: {machine()}")
-    for name, tp in (("this host", carbon), *((("RAPL cpu+dram", rapl),) if driver is not None else ())):
+    for name, tp in layouts:
         p = tp.carbon  # type: ignore[attr-defined]
         compiled = p._hooks is not None and p._layout.compiled
-        print(f"{name}: {[n for n, _ in p._layout.components]}, span path {'compiled' if compiled else 'Python'}")
+        gpu = " + carbon.energy.gpu" if p._layout.gpu else ""
+        print(f"{name}: {[n for n, _ in p._layout.components]}{gpu}, span path {'compiled' if compiled else 'Python'}")
     print(f"{args.spans} spans x {args.rounds} rounds, medians of {'process CPU' if args.cpu_time else 'wall'} time")
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_span")}, "start_span/end: bare")))
     print("\n".join(summary({k: v for k, v in results.items() if k.startswith("start_as")}, "start_as_current_span: bare")))
