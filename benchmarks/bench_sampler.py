@@ -1,13 +1,15 @@
 """CPU the sampler thread uses per wall second at the default interval.
 
-    python benchmarks/bench_sampler.py [--seconds 20] [--interval S]
+    python benchmarks/bench_sampler.py [--seconds 20] [--interval S] [--layout host|rapl|gpu]
 
 Runs the real sampler over this host's sensors (at the interval they get by default, see
 ``otel_carbon.sensor_reading.default_interval_s``, unless ``--interval`` is given) and reads its
 thread's own CPU clock (through ``pthread_getcpuclockid``) before and after, in three
 phases: spans open, an idle process, and a real drop-in ``CarbonSpanProcessor`` attached
 with a span open (its span counter and tick listener run each tick). Also reports the cost
-of one tick. Goal: at most 0.05 % of one core at the default interval.
+of one tick. Goal: at most 0.05 % of one core at the default interval. ``--layout rapl``
+and ``--layout gpu`` measure the RAPL-shaped host (package + DRAM counters) and the same
+with one GPU (NVML faked at the ``pynvml`` seam), see ``benchmarks/_layouts.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine  # noqa: E402
+from _layouts import gpu_probe, rapl_probe  # noqa: E402
 
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
@@ -55,8 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--interval", type=float, default=None, help="default: what the sensors get")
+    parser.add_argument("--layout", choices=("host", "rapl", "gpu"), default="host", help="whose sensors")
     args = parser.parse_args()
-    probe = probe_sensors()
+    driver = None
+    if args.layout == "host":
+        probe = probe_sensors()
+    else:
+        import tempfile
+
+        make = rapl_probe if args.layout == "rapl" else gpu_probe
+        probe, driver = make(Path(tempfile.mkdtemp(prefix="bench-sampler-")))
     sampler = Sampler(probe, interval_s=args.interval).start()
     time.sleep(0.5)
     thread = sampler._thread  # noqa: SLF001 - the benchmark measures that thread
@@ -102,6 +113,8 @@ def main() -> None:
     per_tick_us = (time.thread_time() - t0) / n * 1e6
     print(f"one tick, CPU time (back to back): {per_tick_us:.1f} us")
     probe.close()
+    if driver is not None:
+        driver.stop()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from typing import Callable, Dict, Sequence, Tuple
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import interleaved, machine, summary  # noqa: E402
+from _layouts import gpu_probe, rapl_probe  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
@@ -78,56 +79,14 @@ def provider(carbon: bool, metrics: bool = False, sampler: object = None, drop_a
     return tp
 
 
-def rapl_sampler(root: Path) -> Tuple[object, object]:
-    """A sampler over a fake RAPL tree with package and DRAM counters, and the helper
-    process that advances them (stop it after)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from powercap_tree import CounterDriver, build_intel_tree
-
+def layout_sampler(make: Callable[[Path], Tuple[object, object]], prefix: str) -> Tuple[object, object]:
+    """A started sampler over a layout of ``_layouts`` (a static intensity), and its driver."""
     from otel_carbon.intensity import Intensity, StaticIntensitySource
     from otel_carbon.sampler import Sampler
-    from otel_carbon.sensors.probe import Probe
-    from otel_carbon.sensors.rapl import probe_rapl
 
-    zones = build_intel_tree(root, sockets=1, dram=True)
-    driver = CounterDriver({zones["package-0"]: 30.0, zones["package-0/dram"]: 6.0}, period_s=0.05).start()
-    sensors, _ = probe_rapl(str(root))
+    probe, driver = make(Path(tempfile.mkdtemp(prefix=prefix)))
     intensity = StaticIntensitySource(Intensity(g_per_kwh=100.0, zone="BENCH", pue=1.0, source="benchmark"))
-    return Sampler(Probe(sensors=sensors), intensity=intensity).start(), driver
-
-
-def gpu_sampler(root: Path) -> Tuple[object, object]:
-    """A RAPL-shaped host (package + DRAM counters) with one GPU: NVML replaced at the
-    ``pynvml`` seam by the tests' fake (``tests/fake_nvml.py``), the board drawing 150 W with
-    this process as its only compute process. No machine with an NVIDIA GPU was needed to
-    measure the span path's GPU pricing (the share per open span); NVML's own call cost is
-    the sampler thread's, not the span's."""
-    import os
-    import threading
-
-    from fake_nvml import FakeDevice, FakeNvml
-
-    from otel_carbon.intensity import Intensity, StaticIntensitySource
-    from otel_carbon.sampler import Sampler
-    from otel_carbon.sensors.nvml import probe_nvml
-    from otel_carbon.sensors.probe import Probe
-
-    cpu, driver = rapl_sampler(root)
-    device = FakeDevice("volta", name="NVIDIA Fake H200", energy_mj=0)
-    device.compute_pids.append(os.getpid())
-    gpus, _ = probe_nvml(FakeNvml([device]))
-    t0 = time.monotonic()
-
-    def board() -> None:
-        while True:
-            device.energy_mj = int((time.monotonic() - t0) * 150_000)
-            time.sleep(0.05)
-
-    threading.Thread(target=board, daemon=True).start()
-    cpu.shutdown()  # type: ignore[attr-defined]
-    sensors = [s for s in cpu.probe.sensors] + list(gpus)  # type: ignore[attr-defined]
-    intensity = StaticIntensitySource(Intensity(g_per_kwh=100.0, zone="BENCH", pue=1.0, source="benchmark"))
-    return Sampler(Probe(sensors=sensors), intensity=intensity).start(), driver
+    return Sampler(probe, intensity=intensity).start(), driver
 
 
 def floor_provider(clock_read: bool) -> TracerProvider:
@@ -195,14 +154,14 @@ def main() -> None:
     }
     drivers, layouts = [], [("this host", carbon)]
     if not args.no_rapl:
-        sampler, driver = rapl_sampler(Path(tempfile.mkdtemp(prefix="bench-powercap-")))
+        sampler, driver = layout_sampler(rapl_probe, "bench-powercap-")
         rapl = provider(True, sampler=sampler)
         drivers.append(driver)
         layouts.append(("RAPL cpu+dram", rapl))
         variants["start_span/end: + carbon, RAPL cpu+dram"] = plain(rapl)
         variants["start_as_current_span: + carbon, RAPL cpu+dram"] = current(rapl)
     if args.gpu:
-        sampler, driver = gpu_sampler(Path(tempfile.mkdtemp(prefix="bench-powercap-gpu-")))
+        sampler, driver = layout_sampler(gpu_probe, "bench-powercap-gpu-")
         gpu = provider(True, sampler=sampler)
         drivers.append(driver)
         layouts.append(("RAPL + 1 GPU", gpu))
