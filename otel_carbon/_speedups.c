@@ -496,7 +496,7 @@ enum {
     N_CLOCK_THREAD, N_CLOCK_TASK, N_UNAVAILABLE, N_ATTRIBUTES, N_DICT, N_PRICE, N_G_PER_J, N_T_NS,
     N_INTENSITY_ATTR, N_G_PER_KWH, N_ZONE_ATTR, N_METHOD_ATTR, N_MAXLEN, N_MAX_VALUE_LEN, N_PARENT, N_IS_REMOTE,
     N_ENERGY_GPU, N_ENERGY_IDLE, N_EMBODIED, N_GPU_PER_SPAN_W, N_IDLE_PRICE, N_WALL_PER_BUSY, N_START_TIME, N_END_TIME,
-    N_NAME, N_COUNT
+    N_NAME, N_RUN_SCOPE, N_COUNT
 };
 
 #define NAME(i) PyTuple_GET_ITEM(self->names, (i))
@@ -1139,6 +1139,12 @@ fast_on_ending(Hooks *self, PyObject *span)
     if (target == NULL) {
         Py_DECREF(key);
         return PyErr_Occurred() ? -1 : 0; /* span limits to apply: the Python path */
+    }
+    int run = PyDict_Check(target) ? PyDict_Contains(target, NAME(N_RUN_SCOPE)) : PySequence_Contains(target, NAME(N_RUN_SCOPE));
+    if (run != 0) {
+        Py_DECREF(target);
+        Py_DECREF(key);
+        return run > 0 ? 0 : -1; /* a tracked run's span, priced by the run: the Python path keeps its figures */
     }
     /* From here on the span is ours: its state goes, whatever happens next. */
     Py_XINCREF(meter); /* the state tuple may go with the dict entry */

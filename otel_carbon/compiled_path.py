@@ -35,7 +35,7 @@ NAMES = (
     CLOCK_THREAD, CLOCK_TASK, A.UNAVAILABLE, "_attributes", "_dict", "price_j_per_cpu_s", "g_per_j",
     "t_ns", "intensity", "g_per_kwh", "zone", "method", "maxlen", "max_value_len", "parent", "is_remote",
     A.ENERGY_GPU, A.ENERGY_IDLE, A.EMBODIED, "gpu_per_span_w", "idle_price_j_per_cpu_s", "wall_s_per_busy_s",
-    "start_time", "end_time", "_name",
+    "start_time", "end_time", "_name", A.RUN_SCOPE,
 )  # fmt: skip
 
 #: the span hooks a processor may hold as instance attributes

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_carbon import attributes as A
 from otel_carbon._log import warn_once
 from otel_carbon.sampler import Sampler
 from otel_carbon.span_limits import copy_with, within_limits
@@ -82,15 +83,19 @@ class CarbonSpanProcessor(SpanPricer, SpanProcessor):
             return
         try:
             values = self.figures_at_end(span)
-            # Straight into the span's attribute dict (see the module docstring), within the
-            # span's limits. No lock: one dict.update of str keys and plain values runs
-            # without releasing the GIL, so nobody sees it half done.
             bounded = span._attributes  # noqa: SLF001
             target = bounded._dict  # noqa: SLF001
-            kept, dropped = within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
-            target.update(kept)
-            if dropped:
-                bounded.dropped += dropped
+            run_values = priced_by_run(target)
+            if run_values is not None:
+                values = run_values
+            else:
+                # Straight into the span's attribute dict (see the module docstring), within the
+                # span's limits. No lock: one dict.update of str keys and plain values runs
+                # without releasing the GIL, so nobody sees it half done.
+                kept, dropped = within_limits(values, target, getattr(bounded, "maxlen", None), getattr(bounded, "max_value_len", None))
+                target.update(kept)
+                if dropped:
+                    bounded.dropped += dropped
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_ending", "otel_carbon: could not attach carbon attributes: %r", exc)
             return
@@ -102,7 +107,11 @@ class CarbonSpanProcessor(SpanPricer, SpanProcessor):
             return
         try:
             values = self.figures_at_end(span)
-            enriched = copy_with(span, values)
+            run_values = priced_by_run(span.attributes or {})
+            if run_values is not None:
+                values, enriched = run_values, span
+            else:
+                enriched = copy_with(span, values)
         except Exception as exc:  # noqa: BLE001
             warn_once(_logger, "on_end", "otel_carbon: could not attach carbon attributes: %r", exc)
             enriched = span
@@ -126,6 +135,15 @@ class CarbonSpanProcessor(SpanPricer, SpanProcessor):
             left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
             ok = p.force_flush(left_ms) and ok
         return ok
+
+
+def priced_by_run(attributes: Any) -> Optional[Dict[str, Any]]:
+    """The carbon figures of a span the tracking API priced itself (a tracked run's span
+    carries ``carbon.run.scope``; its figures use the run's own location), else None: such
+    a span keeps them."""
+    if A.RUN_SCOPE not in attributes or A.ENERGY_TOTAL not in attributes:
+        return None
+    return {k: v for k, v in attributes.items() if k in A.SPAN_ATTRIBUTES}
 
 
 CarbonSpanProcessor._HOOKS_OF = CarbonSpanProcessor

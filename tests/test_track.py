@@ -297,6 +297,39 @@ def test_global_carbon_processor_and_tracker_agree(ccf_sampler):
     provider.shutdown()
 
 
+@pytest.mark.parametrize("route", ["drop-in", "wrapping"])
+def test_a_global_processor_keeps_the_figures_of_a_tracker_with_its_own_location(ccf_sampler, route):
+    """The tracker prices its span at its own location; our processor on the same provider
+    keeps those figures instead of pricing the span again at the process's (make_sampler's
+    G_PER_KWH), on both routes, compiled and pure Python; the meter's listener gets them."""
+    fr = resolve_intensity({}, country="FRA")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    if route == "drop-in":
+        processor = CarbonSpanProcessor(sampler=ccf_sampler)
+        provider.add_span_processor(processor)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        processor = CarbonSpanProcessor(SimpleSpanProcessor(exporter), sampler=ccf_sampler)
+        provider.add_span_processor(processor)
+    heard = []
+    processor.add_listener(lambda span, values: heard.append(dict(values)))
+    with EmissionsTracker("located", scope="span", country_iso_code="FRA", **opts(ccf_sampler, provider)) as tracker:
+        burn_cpu_s(0.03)
+    with provider.get_tracer("t").start_as_current_span("plain"):
+        burn_cpu_s(0.01)
+    located, plain = sorted(exporter.get_finished_spans(), key=lambda s: s.name)
+    attrs = located.attributes
+    assert attrs[A.ZONE] == "FR" and attrs[A.INTENSITY] == fr.g_per_kwh
+    assert attrs[A.CPU_TIME] == tracker.result.span_cpu_time_s
+    assert attrs[A.ENERGY_TOTAL] == tracker.result.span_energy_j
+    assert attrs[A.EMISSIONS] == pytest.approx(attrs[A.ENERGY_TOTAL] * fr.g_per_joule, rel=1e-12)
+    assert heard[0][A.ZONE] == "FR" and heard[0][A.EMISSIONS] == attrs[A.EMISSIONS]
+    # any other span is still the processor's, at the process's intensity
+    assert plain.attributes[A.INTENSITY] == G_PER_KWH and plain.attributes[A.ENERGY_TOTAL] > 0
+    provider.shutdown()
+
+
 def test_without_any_sdk_the_figures_still_exist(tmp_path):
     """A fresh process with no tracer provider at all: the span is a no-op, the result is not."""
     code = (
