@@ -65,14 +65,17 @@ class Box:
 
     ``clock_id``: the CPU clock id of the thread whose clock times the span (None for a span
     timed per asyncio task). Work handed to that very thread (asgiref's thread-sensitive
-    executor can be it) is already on the span's clock and is not added twice."""
+    executor can be it) is already on the span's clock and is not added twice.
+    ``owner``: what the tracker keeps for that span while it is open (the box is that
+    span's, not an earlier span's that had the same key)."""
 
-    __slots__ = ("ns", "open", "clock_id")
+    __slots__ = ("ns", "open", "clock_id", "owner")
 
-    def __init__(self, clock_id: Optional[int] = None) -> None:
+    def __init__(self, clock_id: Optional[int] = None, owner: Any = None) -> None:
         self.ns = 0
         self.open = True
         self.clock_id = clock_id
+        self.owner = owner
 
 
 _lock = threading.Lock()

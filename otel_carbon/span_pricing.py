@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from typing import Any, Dict, Optional, Tuple
@@ -236,15 +237,33 @@ class SpanPricer:
 
     def box_for(self, span: Any) -> Optional[offload.Box]:
         """Where work that ``span`` hands to another thread is counted (see
-        :mod:`otel_carbon.offload`), if this processor follows the span."""
+        :mod:`otel_carbon.offload`), if this processor follows the span.
+
+        In drop-in mode the key is the span's address: a span that never ended and was freed
+        leaves its entry, and a later span can take its address. So an entry answers only
+        for a span of this processor's provider, and a box only for the state it was made
+        for (one left by the freed span is closed: what it still gets is late work)."""
         key = self._key(span)
         state = self._open.get(key)
-        if state is None:
+        if state is None or not (self._wrapped or self._provides(span)):
             return None
         box = self._boxes.get(key)
-        if box is None:
-            box = self._boxes.setdefault(key, offload.Box(state[2]))
+        if box is None or box.owner is not state:
+            with _box_lock:
+                box = self._boxes.get(key)
+                if box is None or box.owner is not state:
+                    stale, box = box, offload.Box(state[2], state)
+                    self._boxes[key] = box
+                    if stale is not None:
+                        offload.close(stale)
         return box
+
+    def _provides(self, span: Any) -> bool:
+        """Whether ``span`` was made by a provider that runs this processor (an SDK span
+        knows its provider's processors; anything else, e.g. a tracked run, is taken as
+        ours)."""
+        members = getattr(getattr(span, "_span_processor", None), "_span_processors", None)
+        return members is None or any(p is self for p in members)
 
     def _drop_oldest(self) -> None:
         try:
@@ -282,6 +301,8 @@ class SpanPricer:
         handed_off_ns = offload.close(box) if box is not None else 0
         if state is None:
             return {A.METHOD: A.UNAVAILABLE}
+        if box is not None and box.owner is not state:  # a freed span's, at this address
+            handed_off_ns = 0
         cpu0_ns, meter, clock_id, start, offloaded0_ns = state
         cpu_ns, clock, handed_off_ns = span_cpu_ns(cpu0_ns, meter, clock_id, offloaded0_ns, handed_off_ns)
         cpu_s = (max(cpu_ns, 0) + handed_off_ns) / 1e9
@@ -334,6 +355,9 @@ class SpanPricer:
 
 
 SpanPricer._HOOKS_OF = SpanPricer
+
+#: replacing a box left at a key by a span that never ended (rare): one thread at a time
+_box_lock = threading.Lock()
 
 #: Every pricer (and processor) in this process (weakly), for the fork hook below.
 _instances: "weakref.WeakSet[SpanPricer]" = weakref.WeakSet()

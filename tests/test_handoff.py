@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, SpanLimits, TracerProvider
@@ -239,6 +240,59 @@ def test_no_span_open_hands_the_callable_over_untouched():
     """Outside any span the pool gets the application's own callable (nothing wraps it)."""
     caller = EARLY_POOL.submit(lambda: sys._getframe(1).f_code).result()
     assert caller.co_filename.endswith("thread.py") and caller.co_name == "run"  # _WorkItem.run
+
+
+# -- a span that never ends and is freed: its address is taken by a later span ----------------
+#
+# A drop-in processor keys its open spans by id(span). A span that is never ended and is then
+# freed leaves its entry behind, and CPython soon gives another span the same address. Both
+# tests below make that collision on purpose (the processor is handed the later span as if it
+# were the earlier one), so they do not depend on the allocator.
+
+
+def provider_and_exporter(sampler):
+    exporter = InMemorySpanExporter()
+    processor = CarbonSpanProcessor(sampler=sampler)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, processor, exporter
+
+
+def test_a_processor_of_another_provider_does_not_take_the_work_of_a_span_at_a_leaked_address(ccf_sampler):
+    """Processor A (made first, so asked first) holds an entry at the address of a span of
+    another provider, as a leaked span of its own would leave: the span's hand-offs are still
+    its own provider's processor's."""
+    leaking, leaking_processor, _ = provider_and_exporter(ccf_sampler)
+    provider, _, exporter = provider_and_exporter(ccf_sampler)
+    try:
+        span = provider.get_tracer("app").start_span("at-a-leaked-address")
+        leaking_processor.on_start(span)  # A's entry at this address
+        with trace.use_span(span, end_on_exit=True):
+            used = EARLY_POOL.submit(burn, 0.02).result()
+        assert by_name(exporter)["at-a-leaked-address"][A.CPU_OFFLOADED] == pytest.approx(used, rel=0.1)
+    finally:
+        provider.shutdown()
+        leaking.shutdown()
+
+
+def test_a_span_at_a_leaked_address_does_not_get_the_leaked_spans_hand_offs(ccf_sampler):
+    """One processor: a span hands work off, is never ended and is freed; a new span at its
+    address (a new state at the same key) gets only its own hand-offs; what the box left
+    behind still receives is late work."""
+    provider, processor, exporter = provider_and_exporter(ccf_sampler)
+    try:
+        span = provider.get_tracer("app").start_span("reused")
+        with trace.use_span(span):
+            EARLY_POOL.submit(burn, 0.05).result()
+        late_before = offload.late_work()[0]
+        processor.on_start(span)  # what a new span at the freed span's address does
+        with trace.use_span(span, end_on_exit=True):
+            used = EARLY_POOL.submit(burn, 0.01).result()
+        assert by_name(exporter)["reused"][A.CPU_OFFLOADED] == pytest.approx(used, rel=0.3)
+        assert offload.late_work()[0] == late_before  # the stale box was closed, nothing came late
+    finally:
+        provider.shutdown()
 
 
 def test_handed_off_work_after_fork_is_the_childs(ccf_sampler):
