@@ -369,32 +369,41 @@ def test_shutdown_and_flush_are_safe_twice(ccf_sampler):
 
 
 def test_embodied_carbon_follows_the_spans_share_of_host_cpu_time():
-    sensor = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=1)
-    sampler = make_sampler([sensor], interval_s=0.02)
-    exporter = InMemorySpanExporter()
+    """Each span's embodied carbon is its CPU-seconds x the host's wall seconds per busy
+    CPU-second (over the trailing price window) x the rate. Checked against the run's own
+    ratio, so it holds while the host's other load stays steady: when the trailing ratio at
+    the end of the run differs from the run's by more than 10 %, other processes changed the
+    load meanwhile and the run is measured again (at most three times)."""
     rate_g_per_hour = 3600.0  # 1 g per second of host time
-    provider = provider_with(
-        CarbonSpanProcessor(sampler=sampler, embodied_g_per_hour=rate_g_per_hour), SimpleSpanProcessor(exporter)
-    )
-    tracer = provider.get_tracer("t")
-    try:
-        burn_cpu_s(1.2)  # a trailing window of steady load
-        first = sampler.ledger.latest
-        for i in range(10):
-            with tracer.start_as_current_span(f"w-{i}"):
-                burn_cpu_s(0.1)
-        time.sleep(0.05)
-        last = sampler.ledger.latest
-    finally:
-        sampler.shutdown()
-    spans = exporter.get_finished_spans()
-    embodied_g = sum(s.attributes[A.EMBODIED] for s in spans)
-    span_cpu_s = sum(s.attributes[A.CPU_TIME] for s in spans)
-    # The spans' share of the host's busy CPU time over the run, times the host time elapsed.
-    host_s = (last.t_ns - first.t_ns) / 1e9
-    share = span_cpu_s / (last.busy_s - first.busy_s)
-    assert embodied_g == pytest.approx(rate_g_per_hour / 3600 * host_s * share, rel=0.15)
+    for attempt in range(3):
+        sensor = CpuModelSensor("ccf", min_w_per_vcpu=1.0, max_w_per_vcpu=5.0, n_vcpus=1)
+        sampler = make_sampler([sensor], interval_s=0.02)
+        exporter = InMemorySpanExporter()
+        provider = provider_with(
+            CarbonSpanProcessor(sampler=sampler, embodied_g_per_hour=rate_g_per_hour), SimpleSpanProcessor(exporter)
+        )
+        tracer = provider.get_tracer("t")
+        try:
+            burn_cpu_s(1.2)  # a trailing window of steady load
+            first = sampler.ledger.latest
+            for i in range(10):
+                with tracer.start_as_current_span(f"w-{i}"):
+                    burn_cpu_s(0.1)
+            time.sleep(0.05)
+            last = sampler.ledger.latest
+        finally:
+            sampler.shutdown()
+        spans = exporter.get_finished_spans()
+        embodied_g = sum(s.attributes[A.EMBODIED] for s in spans)
+        span_cpu_s = sum(s.attributes[A.CPU_TIME] for s in spans)
+        # The spans' share of the host's busy CPU time over the run, times the host time elapsed.
+        host_s = (last.t_ns - first.t_ns) / 1e9
+        share = span_cpu_s / (last.busy_s - first.busy_s)
+        steady = abs(last.wall_s_per_busy_s / (host_s / (last.busy_s - first.busy_s)) - 1) <= 0.10
+        if steady or attempt == 2:
+            break
     assert all(s.attributes[A.EMBODIED] > 0 for s in spans)
+    assert embodied_g == pytest.approx(rate_g_per_hour / 3600 * host_s * share, rel=0.15)
 
 
 def test_embodied_is_absent_unless_configured(ccf_sampler):
