@@ -153,20 +153,16 @@ def main() -> None:
         "start_as_current_span: + carbon": current(carbon),
     }
     drivers, layouts = [], [("this host", carbon)]
-    if not args.no_rapl:
-        sampler, driver = layout_sampler(rapl_probe, "bench-powercap-")
-        rapl = provider(True, sampler=sampler)
-        drivers.append(driver)
-        layouts.append(("RAPL cpu+dram", rapl))
-        variants["start_span/end: + carbon, RAPL cpu+dram"] = plain(rapl)
-        variants["start_as_current_span: + carbon, RAPL cpu+dram"] = current(rapl)
+    extra = [] if args.no_rapl else [("RAPL cpu+dram", rapl_probe, "bench-powercap-")]
     if args.gpu:
-        sampler, driver = layout_sampler(gpu_probe, "bench-powercap-gpu-")
-        gpu = provider(True, sampler=sampler)
+        extra.append(("RAPL + 1 GPU", gpu_probe, "bench-powercap-gpu-"))
+    for label, make, prefix in extra:
+        sampler, driver = layout_sampler(make, prefix)
+        tp = provider(True, sampler=sampler)
         drivers.append(driver)
-        layouts.append(("RAPL + 1 GPU", gpu))
-        variants["start_span/end: + carbon, RAPL + 1 GPU"] = plain(gpu)
-        variants["start_as_current_span: + carbon, RAPL + 1 GPU"] = current(gpu)
+        layouts.append((label, tp))
+        variants[f"start_span/end: + carbon, {label}"] = plain(tp)
+        variants[f"start_as_current_span: + carbon, {label}"] = current(tp)
     if args.floor:
         variants["start_span/end: floor, no-op C hooks"] = plain(floor_provider(False))
         variants["start_span/end: floor, no-op + 1 clock read"] = plain(floor_provider(True))

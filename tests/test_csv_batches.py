@@ -97,10 +97,24 @@ def test_a_bad_delay_warns_naming_the_variable_and_uses_the_default(monkeypatch,
     assert "OTEL_CARBON_CSV_MAX_DELAY_S" in caplog.text
 
 
-def run_script(tmp_path, body):
+CALLS = """
+    from otel_carbon import track_emissions
+    @track_emissions(project_name="script")
+    def f():
+        return 1
+    ids = []
+    for _ in range({calls}):
+        f()
+        ids.append(f.last_result.run_id)
+"""
+
+
+def run_script(tmp_path, body, calls):
+    """Run ``body`` after ``calls`` calls of a decorated function (their run ids in ``ids``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(OTEL_CARBON_CPU_MODEL="ccf", OTEL_CARBON_COUNTRY="FR", OTEL_CARBON_CSV_MAX_DELAY_S="30")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True, env=env,
+    code = textwrap.dedent(CALLS).format(calls=calls) + textwrap.dedent(body)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     return out
@@ -108,16 +122,8 @@ def run_script(tmp_path, body):
 
 def test_rows_still_waiting_at_exit_are_written(tmp_path):
     out = run_script(tmp_path, """
-        from otel_carbon import track_emissions
-        @track_emissions(project_name="exit")
-        def f():
-            return 1
-        ids = []
-        for _ in range(200):
-            f()
-            ids.append(f.last_result.run_id)
         print(",".join(ids))
-    """)
+    """, 200)
     assert run_ids(str(tmp_path / "emissions.csv")) == out.stdout.strip().split(",")
 
 
@@ -125,15 +131,7 @@ def test_rows_still_waiting_at_exit_are_written(tmp_path):
 def test_a_forked_child_does_not_write_its_parents_waiting_rows(tmp_path):
     out = run_script(tmp_path, """
         import os
-        from otel_carbon import track_emissions
         from otel_carbon.track import flush_rows
-        @track_emissions(project_name="fork")
-        def f():
-            return 1
-        ids = []
-        for _ in range(50):
-            f()
-            ids.append(f.last_result.run_id)
         pid = os.fork()
         if pid == 0:
             f()  # the child's own row: written (its first of the second)
@@ -142,7 +140,7 @@ def test_a_forked_child_does_not_write_its_parents_waiting_rows(tmp_path):
             os._exit(0)
         os.waitpid(pid, 0)
         print(",".join(ids))
-    """)
+    """, 50)
     lines = out.stdout.split()
     child_id, parent_ids = lines[1], lines[2].split(",")
     written = run_ids(str(tmp_path / "emissions.csv"))
