@@ -40,6 +40,15 @@
 
 #define CLOCK_REUSE_NS 50000LL
 
+/* pthread_getcpuclockid is POSIX but macOS has none: there the thread's clock id stays
+ * unknown, and every span takes the Python path (which times it with the thread clock).
+ * OTEL_CARBON_NO_THREAD_CPUCLOCKID builds that variant anywhere (a test compiles it). */
+#if defined(__APPLE__) || defined(OTEL_CARBON_NO_THREAD_CPUCLOCKID)
+#define HAVE_THREAD_CPUCLOCKID 0
+#else
+#define HAVE_THREAD_CPUCLOCKID 1
+#endif
+
 /* This thread's last real CPU-clock read and its clock id. */
 typedef struct {
     long long cpu_ns;  /* CPU ns at the last real read */
@@ -101,14 +110,15 @@ static void
 ensure_clock_id(void)
 {
     if (tc.clock_state == 0) {
+#if HAVE_THREAD_CPUCLOCKID
         clockid_t cid;
         if (pthread_getcpuclockid(pthread_self(), &cid) == 0) {
             tc.clock_id = cid;
             tc.clock_state = 1;
+            return;
         }
-        else {
-            tc.clock_state = -1;
-        }
+#endif
+        tc.clock_state = -1;
     }
 }
 

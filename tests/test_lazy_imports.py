@@ -23,8 +23,8 @@ NOT_ON_THE_DEFAULT_PATH = (
     "grpc",
     "opentelemetry.exporter.otlp.proto.grpc",
     "opentelemetry.exporter.otlp.proto.http",
-    "otel_carbon.report_data",
-    "otel_carbon.report_html",
+    "otel_carbon.cli.report_data",
+    "otel_carbon.cli.report_html",
     "asyncio",  # a synchronous program's: the task meter's hook waits for asyncio's import
     # the tracking API prices its runs without the SDK (unless the program set one up, or the
     # Resource could hold cloud.*: OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPERIMENTAL_RESOURCE_DETECTORS)
