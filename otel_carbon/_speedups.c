@@ -303,6 +303,10 @@ static PyObject *
 TaskMeter_now_ns(TaskMeter *self, PyObject *unused)
 {
     long long v;
+    if (self->owner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "TaskMeter not initialised");
+        return NULL;
+    }
     if (meter_now(self, &v) < 0)
         return NULL;
     return PyLong_FromLongLong(v);
@@ -669,6 +673,10 @@ Hooks_set_tick(Hooks *self, PyObject *args)
     PyObject *tick;
     int quiet;
     double stale_after_ns;
+    if (self->open == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Hooks not initialised");
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "Opd:set_tick", &tick, &quiet, &stale_after_ns))
         return NULL;
     set_ref(&self->latest, tick);
