@@ -11,7 +11,7 @@ stay the reference.
 
 The C side reads no Python attribute per span: the processor pushes the sampler's latest
 tick and idle state to it from a tick listener (:func:`weak_tick_listener`, calling the
-processor's ``_on_tick``), and its layout, listeners and first-resource flag when they
+processor's ``on_tick``), and its layout, listeners and first-resource flag when they
 change (its ``_sync_hooks``). A span may so be priced by a tick a few microseconds older
 than the ledger's newest; a span that starts in C and ends in Python (or the reverse) shares
 the same state tuple.
@@ -77,7 +77,7 @@ def weak_tick_listener(processor: Any, sampler: Any) -> Callable[[Optional[Any]]
     def on_tick(tick: Optional[Any]) -> None:
         alive = ref()
         if alive is not None:
-            alive._on_tick(tick)  # noqa: SLF001 - the processor's own push
+            alive.on_tick(tick)
         else:
             sampler.remove_tick_listener(on_tick)
 

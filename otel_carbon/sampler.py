@@ -91,7 +91,9 @@ class Sampler:
         self.idle_interval_s = float(max(idle_interval_s, self.interval_s))
         #: stale_after_s in ns, a plain attribute for the span path
         self.stale_after_ns = self.stale_after_s * 1e9
-        self._quiet = False
+        #: True while the process is quiet (no span open, under 1 % of a CPU): ticks back off to
+        #: the idle interval until a span starts (:meth:`wake`)
+        self.quiet = False
         self._wake = threading.Event()
         self._intensity_given = intensity is not None
         self._intensity = intensity if intensity is not None else intensity_source()
@@ -208,7 +210,7 @@ class Sampler:
         # the counters are cumulative, so nothing is lost.
         stop = self._stop
         while not stop.is_set():
-            if self._quiet:
+            if self.quiet:
                 self._wake.wait(min(self.idle_interval_s, self._max_safe_interval_s))
                 self._wake.clear()
             elif self.interval_s <= SLEEP_MAX_S:
@@ -220,7 +222,7 @@ class Sampler:
 
     def wake(self) -> None:
         """Leave the idle back-off now (a span started): the next tick comes promptly."""
-        self._quiet = False
+        self.quiet = False
         self._wake.set()
 
     # -- spans ------------------------------------------------------------------------------
@@ -342,7 +344,7 @@ class Sampler:
             except Exception:  # noqa: BLE001
                 pass
         # Quiet: no open span and this process used under 1 % of a CPU since the last tick.
-        self._quiet = active == 0 and (
+        self.quiet = active == 0 and (
             prev is None or (proc_cpu_s - prev.proc_cpu_s) * 1e9 < 0.01 * (t_ns - prev.t_ns)
         )
         tick = self.ledger.append_reading(

@@ -179,18 +179,18 @@ class SpanPricer:
         )  # fmt: skip
         self._tick_listener = compiled_path.weak_tick_listener(self, self._sampler)
         self._sampler.add_tick_listener(self._tick_listener)
-        self._on_tick(self._sampler.ledger.latest)
+        self.on_tick(self._sampler.ledger.latest)
         for name in compiled_path.HOOKS:  # the hooks this class has become the compiled ones
             if hasattr(cls, name):
                 setattr(self, name, getattr(self._hooks, name.lstrip("_")))
 
-    def _on_tick(self, tick: Optional[Tick]) -> None:
+    def on_tick(self, tick: Optional[Tick]) -> None:
         """Tell the compiled hooks the sampler's latest tick and state: from the sampler
         thread after each tick, and from a span start that found the sampler idle."""
         sampler = self._sampler
         if tick is not None and self._layout_for is not sampler.ledger:
             self._refresh_layout()
-        self._hooks.set_tick(tick, sampler._quiet, sampler.stale_after_ns)  # noqa: SLF001
+        self._hooks.set_tick(tick, sampler.quiet, sampler.stale_after_ns)
 
     def _sync_hooks(self) -> None:
         """Tell the compiled hooks what they mirror (after any of it changes)."""
@@ -206,12 +206,12 @@ class SpanPricer:
     def on_start(self, span: Any, parent_context: Optional[Context] = None) -> None:
         try:
             sampler = self._sampler
-            if sampler._quiet:  # noqa: SLF001 - one attribute read on the span path
+            if sampler.quiet:  # one attribute read on the span path
                 sampler.wake()
             if self._hooks is not None:
                 # The compiled hooks sent this span here (first span, idle back-off, or a
                 # running loop): tell them the sampler is awake now, not at its next tick.
-                self._on_tick(sampler.ledger.latest)
+                self.on_tick(sampler.ledger.latest)
             if not self._resource_seen:  # once, before the clock is read: not the span's work
                 self._first_resource(span)
             tls = _tls
@@ -371,7 +371,7 @@ def _after_fork_in_child() -> None:
         processor._open.clear()
         processor._boxes.clear()
         if processor._hooks is not None:  # the parent's ticks are not the child's
-            processor._on_tick(None)
+            processor.on_tick(None)
 
 
 if hasattr(os, "register_at_fork"):

@@ -193,15 +193,15 @@ def test_after_the_span_that_wakes_an_idle_sampler_the_next_ones_are_compiled(py
     for _ in range(5):  # no span open, the process idle: the sampler backs off
         time.sleep(0.5)
         sampler.tick()
-        if sampler._quiet:
+        if sampler.quiet:
             break  # (another test's threads may have kept the process over 1 % of a CPU)
-    assert sampler._quiet
+    assert sampler.quiet
     calls.clear()
     for name in ("wakes it", "next", "next again"):
         with tracer.start_as_current_span(name):
             pass
     assert calls == {"on_start": 1}  # only the span that found the sampler idle
-    assert not sampler._quiet
+    assert not sampler.quiet
     assert all(s.attributes[A.METHOD] == A.ESTIMATED for s in exporter.get_finished_spans())
     provider.shutdown()
     sampler.shutdown()
