@@ -15,12 +15,16 @@ waiting (the parent writes them).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from otel_carbon import config
+from otel_carbon._log import warn_once
+
+_logger = logging.getLogger("otel_carbon")
 
 #: rows a file takes at once in any one second before later ones wait for a batch
 BURST_ROWS = 10
@@ -53,10 +57,9 @@ def submit(file: Any, row: Dict[str, Any], at_once: bool = False) -> None:
                 window = _recent.get(path)
                 if window is None or now - window[0] >= _WINDOW_S:
                     window = _recent[path] = [now, 0.0]
-                    if len(_recent) > 64:  # files no longer written to
+                    if len(_recent) > 64:  # files no longer written to (this one's window is new)
                         for key in [k for k, w in _recent.items() if now - w[0] >= _WINDOW_S]:
                             del _recent[key]
-                        _recent[path] = window
                 at_once = window[1] < BURST_ROWS
                 window[1] += 1
             if not at_once:
@@ -95,7 +98,6 @@ def flush_rows(path: Optional[str] = None, timeout_s: float = 2.0) -> bool:
 def _write(rows: List[Tuple[Any, Dict[str, Any]]]) -> None:
     """Append the rows of one path, one append per run of rows of the same tracker's file
     object (each keeps its own counts)."""
-    from otel_carbon._log import warn_once
     from otel_carbon.exporters.codecarbon_rows import codecarbon_row
 
     start = 0
@@ -106,9 +108,7 @@ def _write(rows: List[Tuple[Any, Dict[str, Any]]]) -> None:
         try:
             file.append(*[codecarbon_row(**row) for _, row in rows[start:end]])
         except Exception as exc:  # noqa: BLE001 - never into the host application
-            import logging
-
-            warn_once(logging.getLogger("otel_carbon"), "track-csv", "otel_carbon: could not write the emissions.csv row: %r", exc)
+            warn_once(_logger, "track-csv", "otel_carbon: could not write the emissions.csv row: %r", exc)
         start = end
 
 
